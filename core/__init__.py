@@ -1,0 +1,1 @@
+"""ncrt: a NeuronCore runtime for any host. (Plugin author's guide: see below once written.)"""
