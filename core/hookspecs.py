@@ -1,0 +1,106 @@
+"""The hooks through which ncrt learns about frameworks, devices and commands.
+
+Every hook is prefixed ``ncrt_``. "Who handles this?" hooks are ``firstresult``: the
+first plugin that returns something other than ``None`` answers, and returning ``None``
+means "not mine, ask the next plugin". Plugins registered later are asked first, so a
+third-party plugin can override a built-in one. The built-in behaviour (``ncrt.defaults``)
+is itself a plugin registered through these same hooks.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    import argparse
+
+    from .config import Config
+    from .model import LoadedModel, Model
+    from .placement import Placement, PlacementRequest
+    from .runtime import LocalCore, Runtime
+    from .topology import Topology
+
+PROJECT = "ncrt"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def ncrt_configure(config: Config) -> None:
+    """Adjust the parsed configuration in place before cores are discovered and reserved.
+
+    Called once per runtime, in every plugin. The legacy NCG shim translates
+    ``NEURONCORE_GROUP_SIZES`` into runtime 2.x settings here. Return value is ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def ncrt_discover_cores(config: Config) -> Topology | None:
+    """Return the cores this host offers, or ``None`` to let the next plugin answer.
+
+    The default plugin answers with an instance-type preset (``NCRT_INSTANCE_TYPE``) or
+    one core per host CPU.
+    """
+
+
+@hookspec(firstresult=True)
+def ncrt_load(artifact: Any, config: Config) -> Model | None:
+    """Turn an artifact (a path to a compiled model or a framework object) into a Model.
+
+    Return ``None`` when the artifact is not of a format this plugin knows. A plugin
+    that recognises the format but finds it broken raises :class:`ncrt.errors.ModelLoadError`.
+    """
+
+
+@hookspec(firstresult=True)
+def ncrt_placement(model: Model, request: PlacementRequest, runtime: Runtime) -> Placement | None:
+    """Choose the process cores a model occupies, or return ``None`` to defer.
+
+    The default plugin implements runtime 2.x placement: explicit device ids, a FlexEG
+    start core, or the next free group of the model's size in load order.
+    """
+
+
+@hookspec(firstresult=True)
+def ncrt_execute(model: Model, inputs: Any, core: LocalCore) -> Any:
+    """Run ``model`` on ``inputs`` on one core (in that core's executor thread).
+
+    Return the outputs, or ``None`` when the model is not this plugin's. ``core`` is the
+    first core of the replica; ``core.index`` is the per-process index.
+    """
+
+
+@hookspec
+def ncrt_model_loaded(loaded: LoadedModel) -> None:
+    """Observe a model that has just been placed (for reports and tools)."""
+
+
+@hookspec
+def ncrt_runtime_started(runtime: Runtime) -> None:
+    """Observe a runtime that has reserved its cores (start publishers, reports)."""
+
+
+@hookspec
+def ncrt_runtime_stopping(runtime: Runtime) -> None:
+    """Observe a runtime about to release its cores (write reports, stop publishers)."""
+
+
+@hookspec
+def ncrt_compat_modules() -> dict[str, Callable[[ModuleType | None], ModuleType | None]] | None:
+    """Neuron SDK module names this plugin provides once ``ncrt.compat`` is imported.
+
+    Map a module name to a function. For a name that does not exist on its own
+    (``torch_neuron``, ``tensorflow.neuron``) the function is called with ``None`` and
+    returns the module to install. For a real framework module (``torch``, ``mxnet``)
+    it is called with that module right after it is imported, and patches it (sets
+    ``torch.neuron``, ``mx.neuron``); its return value is ignored. Return ``None`` from
+    the hook when the plugin provides nothing.
+    """
+
+
+@hookspec
+def ncrt_add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``ncrt`` subcommands. Each parser sets ``func=callable(args) -> int``."""

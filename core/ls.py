@@ -1,0 +1,86 @@
+"""``ncrt ls``: the host's cores, who holds each, and the models placed on them.
+
+Works from any process while others hold cores: holders are found by probing the core
+locks, and their models come from their records in the state directory (trusted only
+for pids that still hold locks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .config import parse_config
+from .records import read_records
+from .reservation import default_state_dir, probe_holders
+from .runtime import Runtime, current_runtime
+from .topology import Topology, build_topology
+
+__all__ = ["add_command", "survey", "render"]
+
+
+def _models_by_core(records: dict[int, dict[str, Any]], pid: int) -> dict[int, list[str]]:
+    by_core: dict[int, list[str]] = {}
+    for core in records.get(pid, {}).get("cores", []):
+        by_core[core["global_index"]] = core.get("models", [])
+    return by_core
+
+
+def _own_models(runtime: Runtime | None) -> dict[int, list[str]]:
+    if runtime is None or runtime.closed:
+        return {}
+    return {entry["global_index"]: entry["models"] for entry in runtime.describe()["cores"]}
+
+
+def survey(topology: Topology, state_dir: Path, runtime: Runtime | None = None) -> list[dict[str, Any]]:
+    """One row per host core: index, chip, cpus, holder pid/command, models."""
+    holders = probe_holders(topology, state_dir)
+    records = read_records(state_dir)
+    own = _own_models(runtime)
+    rows = []
+    for core in topology.cores:
+        holder = holders.get(core.index)
+        models = own.get(core.index) if holder and holder.pid == os.getpid() else None
+        if models is None and holder:
+            models = _models_by_core(records, holder.pid).get(core.index, [])
+        rows.append({
+            "index": core.index, "chip": core.chip, "cpus": list(core.cpus),
+            "pid": holder.pid if holder else None, "command": holder.command if holder else None,
+            "models": models or [],
+        })
+    return rows
+
+
+def render(topology: Topology, rows: list[dict[str, Any]]) -> str:
+    lines = [f"{topology.name}: {len(topology)} NeuronCore(s) on {topology.chip_count} chip(s)",
+             f"{'NC':>4} {'CHIP':>4} {'CPUS':<10} {'PID':>8}  {'MODELS':<28} COMMAND"]
+    for row in rows:
+        cpus = ",".join(map(str, row["cpus"]))
+        pid = str(row["pid"]) if row["pid"] else "free"
+        models = ",".join(row["models"]) or "-"
+        command = " ".join((row["command"] or "").split())[:80]
+        lines.append(f"{row['index']:>4} {row['chip']:>4} {cpus:<10} {pid:>8}  {models:<28} {command}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = parse_config()
+    topology = build_topology(args.instance_type or config.instance_type)
+    state_dir = Path(args.state_dir or config.state_dir or default_state_dir())
+    rows = survey(topology, state_dir, current_runtime())
+    if args.json:
+        print(json.dumps({"topology": topology.fingerprint(), "cores": rows}, indent=2))
+    else:
+        print(render(topology, rows))
+    return 0
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("ls", help="list NeuronCores, their holders and models")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument("--instance-type", help="topology preset (default: NCRT_INSTANCE_TYPE or the host)")
+    parser.add_argument("--state-dir", help="state directory (default: NCRT_STATE_DIR or the per-user one)")
+    parser.set_defaults(func=run)

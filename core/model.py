@@ -1,0 +1,127 @@
+"""Models: what a plugin loads (:class:`Model`) and what the runtime places (:class:`LoadedModel`)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .manifest import Manifest
+
+if TYPE_CHECKING:
+    from .executor import ExecutionFuture
+    from .placement import Placement
+    from .runtime import LocalCore, Runtime
+
+__all__ = ["Model", "LoadedModel"]
+
+_serial = itertools.count(1)
+
+
+class Model:
+    """A model as its plugin loaded it, before placement.
+
+    ``payload`` is the framework object (a ScriptModule, a SavedModel function, an MXNet
+    symbol and parameters, a callable). ``replicas`` is the plugin's own per-core state
+    (keyed by per-process core index), created lazily in the core's executor thread.
+    """
+
+    def __init__(self, name: str, framework: str, manifest: Manifest, payload: Any) -> None:
+        self.name = name
+        self.framework = framework
+        self.manifest = manifest
+        self.payload = payload
+        self.uid = f"{name}#{next(_serial)}"
+        self.replicas: dict[int, Any] = {}
+        self.replica_lock = threading.Lock()
+
+    def replica_for(self, core: int, make: Any) -> Any:
+        """The per-core instance for ``core``, made once with ``make()``."""
+        instance = self.replicas.get(core)
+        if instance is None:
+            with self.replica_lock:
+                instance = self.replicas.get(core)
+                if instance is None:
+                    instance = self.replicas[core] = make()
+        return instance
+
+    def __repr__(self) -> str:
+        return f"<Model {self.uid} {self.framework} pipeline_cores={self.manifest.pipeline_cores}>"
+
+
+class LoadedModel:
+    """A model placed on cores; call it (or ``run``/``submit``) to execute it there.
+
+    Calls go to the least-loaded replica (round-robin among equals). ``run`` blocks,
+    ``submit`` returns an :class:`ExecutionFuture`; ``run_many`` executes several calls
+    as one job on one replica.
+    """
+
+    def __init__(self, runtime: Runtime, model: Model, placement: Placement) -> None:
+        self.runtime = runtime
+        self.model = model
+        self.placement = placement
+        self.replicas: list[tuple[LocalCore, ...]] = [
+            tuple(runtime.cores[index] for index in replica) for replica in placement.replicas
+        ]
+        self.outstanding = [0] * len(self.replicas)
+        self._next = itertools.count()
+        self._lock = threading.Lock()
+        self.unloaded = False
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.model.manifest
+
+    @property
+    def cores(self) -> tuple[int, ...]:
+        return self.placement.cores
+
+    def acquire_replica(self, replica: int | None = None) -> int:
+        """Count a job on ``replica``, or on the least-loaded one (rotating among ties)."""
+        with self._lock:
+            if replica is None:
+                count = len(self.replicas)
+                first = next(self._next) % count
+                order = [(first + step) % count for step in range(count)]
+                replica = min(order, key=self.outstanding.__getitem__)
+            self.outstanding[replica] += 1
+        return replica
+
+    def release_replica(self, replica: int) -> None:
+        with self._lock:
+            self.outstanding[replica] -= 1
+
+    def submit(self, inputs: Any, replica: int | None = None) -> ExecutionFuture:
+        return self.runtime.submit(self, [inputs], replica, single=True, is_async=True)
+
+    def run(self, inputs: Any, replica: int | None = None) -> Any:
+        return self.runtime.submit(self, [inputs], replica, single=True).result()
+
+    def run_many(self, calls: Sequence[Any], replica: int | None = None) -> ExecutionFuture:
+        return self.runtime.submit(self, calls, replica, single=False)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.run(args)
+
+    def unload(self) -> None:
+        self.runtime.unload(self)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "uid": self.model.uid,
+            "framework": self.model.framework,
+            "cores": list(self.cores),
+            "global_cores": [self.runtime.cores[c].global_index for c in self.cores],
+            "cores_per_replica": self.placement.cores_per_replica,
+            "replicas": len(self.replicas),
+            "label": self.placement.label,
+        }
+
+    def __repr__(self) -> str:
+        return f"<LoadedModel {self.model.uid} on {self.placement.label}>"

@@ -1,0 +1,264 @@
+"""The per-process runtime: configuration, cores, reservation, placement, executors.
+
+One :class:`Runtime` per process, created on first use by :func:`get_runtime`. It parses
+the ``NEURON_RT_*`` configuration once, lets plugins adjust it, discovers the host's
+cores, reserves this process's cores across processes, places models, and runs them on
+one executor per core.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pluggy
+
+from .config import Config, check_against_topology, parse_config
+from .errors import ModelLoadError, PlacementError, QueueFullError
+from .executor import CoreCounters, CoreExecutor, CoreSlot, ExecutionFuture, Job
+from .logs import configure_logging, get_logger
+from .manager import plugin_manager
+from .model import LoadedModel, Model
+from .placement import Placement, PlacementRequest, PlacementTable, warn_shared
+from .reservation import Reservation, default_state_dir
+from .topology import Core, Topology
+
+__all__ = ["LocalCore", "Runtime", "get_runtime", "reset_runtime", "current_runtime"]
+
+log = get_logger("NRT")
+
+
+@dataclass(frozen=True)
+class LocalCore:
+    """A reserved core as this process sees it: ``index`` counts from 0 (seed 001)."""
+
+    index: int
+    core: Core
+
+    @property
+    def global_index(self) -> int:
+        return self.core.index
+
+    @property
+    def chip(self) -> int:
+        return self.core.chip
+
+    @property
+    def cpus(self) -> tuple[int, ...]:
+        return self.core.cpus
+
+    @property
+    def label(self) -> str:
+        return f"NC{self.index}"
+
+
+class Runtime:
+    """The cores this process holds and the models placed on them."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None, pm: pluggy.PluginManager | None = None) -> None:
+        self.config: Config = parse_config(environ)
+        self.pm = pm or plugin_manager(self.config.disabled_plugins)
+        self.pm.hook.ncrt_configure(config=self.config)
+        configure_logging(self.config)
+        self.topology: Topology = self.pm.hook.ncrt_discover_cores(config=self.config)
+        check_against_topology(self.config, len(self.topology))
+        self.state_dir = Path(self.config.state_dir) if self.config.state_dir else default_state_dir()
+        self.reservation = Reservation.acquire(
+            self.topology, visible=self.config.visible_cores, num=self.config.num_cores, state_dir=self.state_dir
+        )
+        self.cores = tuple(LocalCore(i, self.topology.cores[g]) for i, g in enumerate(self.reservation.cores))
+        self.table = PlacementTable(len(self.cores))
+        self.counters = [CoreCounters() for _ in self.cores]
+        self._slots = [CoreSlot() for _ in self.cores]
+        self._executors: dict[int, CoreExecutor] = {}
+        self._executors_lock = threading.Lock()
+        self.inflight_limit = self.config.max_inflight(len(self.cores))
+        self._inflight = threading.BoundedSemaphore(self.inflight_limit)
+        async_limit = self.config.async_exec_max_inflight_requests
+        self._async_slots = [threading.BoundedSemaphore(async_limit) for _ in self.cores] if async_limit else None
+        self.models: list[LoadedModel] = []
+        self.closed = False
+        self.pid = os.getpid()
+        log.info("reserved %s of %s", [c.global_index for c in self.cores], self.topology.fingerprint())
+        self.pm.hook.ncrt_runtime_started(runtime=self)
+
+    # -- loading and placement ---------------------------------------------------------
+
+    def load(self, artifact: Any, *, name: str | None = None, start: int | None = None,
+             device_ids: Sequence[int] | None = None, group: int | None = None,
+             replicas: int = 1) -> LoadedModel:
+        """Load ``artifact`` through the plugins and place it (see :meth:`place`)."""
+        model = self.pm.hook.ncrt_load(artifact=artifact, config=self.config)
+        if model is None:
+            raise ModelLoadError(
+                f"no ncrt plugin can load {type(artifact).__name__} {artifact!r:.80}; accepted: a "
+                "callable, an ncrt-compiled model directory, or a framework model of an installed plugin"
+            )
+        if name:
+            model.name = name
+        request = PlacementRequest(
+            cores_per_replica=model.manifest.pipeline_cores, replicas=replicas, start=start,
+            device_ids=tuple(device_ids) if device_ids is not None else None, group=group,
+        )
+        return self.place(model, request)
+
+    def place(self, model: Model, request: PlacementRequest) -> LoadedModel:
+        """Ask the placement hook for cores, record them, warn when cores are shared."""
+        placement: Placement | None = self.pm.hook.ncrt_placement(model=model, request=request, runtime=self)
+        if placement is None:
+            raise PlacementError(f"no placement plugin answered for {model!r} with {request}")
+        loaded = LoadedModel(self, model, placement)
+        shared = self.table.add(model.uid, placement.cores)
+        warn_shared(model.name, placement.cores, [self._name_of(uid) for uid in shared])
+        self.models.append(loaded)
+        log.info("loaded %s on %s", model.uid, placement.label)
+        self.pm.hook.ncrt_model_loaded(loaded=loaded)
+        return loaded
+
+    def _name_of(self, uid: str) -> str:
+        return next((m.name for m in self.models if m.model.uid == uid), uid)
+
+    def unload(self, loaded: LoadedModel) -> None:
+        self.table.remove(loaded.model.uid)
+        if loaded in self.models:
+            self.models.remove(loaded)
+        loaded.unloaded = True
+
+    # -- execution ---------------------------------------------------------------------
+
+    def executor(self, index: int) -> CoreExecutor:
+        executor = self._executors.get(index)
+        if executor is None:
+            with self._executors_lock:
+                executor = self._executors.get(index)
+                if executor is None:
+                    executor = CoreExecutor(self.cores[index], self._slots, self.counters, self._execute)
+                    self._executors[index] = executor
+        return executor
+
+    def _execute(self, model: Model, inputs: Any, core: LocalCore) -> Any:
+        return self.pm.hook.ncrt_execute(model=model, inputs=inputs, core=core)
+
+    def _admit(self, semaphore: threading.BoundedSemaphore, what: str, limit: int) -> None:
+        if semaphore.acquire(blocking=self.config.queue_full == "block"):
+            return
+        raise QueueFullError(
+            f"{limit} {what} are already in flight; wait for results, raise the limit, or set "
+            "NCRT_QUEUE_FULL=block to wait instead of failing"
+        )
+
+    def submit(self, loaded: LoadedModel, calls: Sequence[Any], replica: int | None = None,
+               single: bool = True, is_async: bool = False) -> ExecutionFuture:
+        """Queue ``calls`` of ``loaded`` on one replica's first core; return the future."""
+        if loaded.unloaded:
+            raise ModelLoadError(f"model {loaded.name!r} was unloaded")
+        self._admit(self._inflight, "inferences (NEURON_MAX_NUM_INFERS)", self.inflight_limit)
+        index = loaded.acquire_replica(replica)
+        cores = loaded.replicas[index]
+        executor = self.executor(cores[0].index)
+        try:
+            async_slot = self._async_slot(cores[0].index) if is_async else None
+        except QueueFullError:
+            loaded.release_replica(index)
+            raise
+        future = ExecutionFuture(self.config.exec_timeout, lambda: executor.abandon(job))
+        job = Job(loaded.model, calls, cores, future, single)
+        future.add_done_callback(lambda _: self._release(loaded, index, async_slot))
+        executor.submit(job)
+        return future
+
+    def _async_slot(self, core: int) -> threading.BoundedSemaphore | None:
+        if self._async_slots is None:
+            return None
+        slot = self._async_slots[core]
+        limit = self.config.async_exec_max_inflight_requests
+        try:
+            self._admit(slot, f"asynchronous requests on NC{core} (NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS)", limit)
+        except QueueFullError:
+            self._inflight.release()
+            raise
+        return slot
+
+    def _release(self, loaded: LoadedModel, index: int, async_slot: threading.BoundedSemaphore | None) -> None:
+        loaded.release_replica(index)
+        self._inflight.release()
+        if async_slot is not None:
+            async_slot.release()
+
+    # -- description and shutdown ----------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """Cores, counters and models of this process, as ``ncrt ls --json`` prints them."""
+        return {
+            "pid": self.pid,
+            "topology": self.topology.fingerprint(),
+            "cores": [
+                {"index": c.index, "global_index": c.global_index, "chip": c.chip, "cpus": list(c.cpus),
+                 "models": [self._name_of(uid) for uid in self.table.models_on(c.index)],
+                 **self.counters[c.index].snapshot()}
+                for c in self.cores
+            ],
+            "models": [loaded.describe() for loaded in self.models],
+        }
+
+    def reservation_command(self) -> str:
+        try:
+            with open("/proc/self/cmdline", "rb") as handle:
+                return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            return " ".join(sys.argv)
+
+    def close(self) -> None:
+        """Stop the executors and release the cores (also done at interpreter exit)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.pid == os.getpid():
+            self.pm.hook.ncrt_runtime_stopping(runtime=self)
+        for executor in self._executors.values():
+            executor.stop()
+        self.reservation.release()
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The process's runtime, created (and its cores reserved) on first use."""
+    global _runtime
+    if _runtime is None:
+        with _runtime_lock:
+            if _runtime is None:
+                _runtime = Runtime()
+    return _runtime
+
+
+def current_runtime() -> Runtime | None:
+    """The runtime if one was created, without creating it."""
+    return _runtime
+
+
+def reset_runtime() -> None:
+    """Close the process's runtime; the next :func:`get_runtime` builds a new one."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is not None:
+            _runtime.close()
+        _runtime = None
+
+
+def _forget_in_child() -> None:
+    """A forked child holds none of its parent's cores: it starts with no runtime."""
+    global _runtime, _runtime_lock
+    _runtime = None
+    _runtime_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+atexit.register(reset_runtime)
