@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import argparse
 
     from .config import Config
+    from .manifest import Manifest
     from .model import LoadedModel, Model
     from .placement import Placement, PlacementRequest
     from .runtime import LocalCore, Runtime
@@ -70,6 +71,15 @@ def ncrt_execute(model: Model, inputs: Any, core: LocalCore) -> Any:
 
     Return the outputs, or ``None`` when the model is not this plugin's. ``core`` is the
     first core of the replica; ``core.index`` is the per-process index.
+    """
+
+
+@hookspec(firstresult=True)
+def ncrt_read_manifest(path: str) -> Manifest | None:
+    """Read the ncrt manifest of the compiled model at ``path`` without loading the model.
+
+    Return ``None`` when ``path`` is not in this plugin's format (used by
+    ``ncrt check-model`` and ``ncrt bench``).
     """
 
 

@@ -23,6 +23,14 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "ncrt.plugins.tensorflow",
     "ncrt.plugins.mxnet",
     "ncrt.plugins.ncg",
+    "ncrt.plugins.report",
+    "ncrt.plugins.launcher",
+    "ncrt.plugins.migrate",
+    "ncrt.plugins.stats",
+    "ncrt.plugins.top",
+    "ncrt.plugins.monitor",
+    "ncrt.plugins.bench",
+    "ncrt.plugins.check_model",
 )
 
 

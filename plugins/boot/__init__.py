@@ -1,0 +1,1 @@
+"""Start-up files that ``ncrt run`` puts on a child's ``PYTHONPATH`` (``sitecustomize``)."""
