@@ -1,0 +1,109 @@
+"""The placement report: where every model of a process landed, written as JSON at exit.
+
+Set ``NCRT_PLACEMENT_REPORT=FILE`` (or ``ncrt run --placement-report FILE``) and the
+runtime writes, when it closes (at interpreter exit), every loaded model with its
+framework, its per-process and global cores, its replicas, the models it shares cores
+with and the model switches counted on its cores. A ``{pid}`` in the path is replaced
+by the process id, for applications that start several processes. ``ncrt migrate
+check`` compares two such reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ncrt.hookspecs import hookimpl
+from ncrt.records import write_atomically
+
+if TYPE_CHECKING:
+    from ncrt.model import LoadedModel
+    from ncrt.runtime import Runtime
+
+__all__ = ["REPORT_VARIABLE", "FORMAT", "build_report", "write_report", "read_report", "report_path"]
+
+REPORT_VARIABLE = "NCRT_PLACEMENT_REPORT"
+FORMAT = "ncrt-placement-report/1"
+
+_SETTINGS = (
+    "NEURON_RT_VISIBLE_CORES",
+    "NEURON_RT_NUM_CORES",
+    "NEURONCORE_GROUP_SIZES",
+    "NCRT_LEGACY_NCG",
+    "NCRT_INSTANCE_TYPE",
+)
+
+
+def report_path(environ: dict[str, str] | None = None, pid: int | None = None) -> Path | None:
+    """The report file named by ``NCRT_PLACEMENT_REPORT`` (``{pid}`` filled in), or ``None``."""
+    text = (os.environ if environ is None else environ).get(REPORT_VARIABLE, "").strip()
+    if not text:
+        return None
+    return Path(text.replace("{pid}", str(os.getpid() if pid is None else pid)))
+
+
+def _sharing(runtime: Runtime, loaded: LoadedModel) -> list[str]:
+    """Names of the other models placed on any of ``loaded``'s cores, in load order."""
+    uids = {uid for core in loaded.cores for uid in runtime.table.models_on(core)} - {loaded.model.uid}
+    return [other.name for other in runtime.models if other.model.uid in uids]
+
+
+def _model_entry(runtime: Runtime, loaded: LoadedModel) -> dict[str, Any]:
+    entry = loaded.describe()
+    entry["replica_cores"] = [list(replica) for replica in loaded.placement.replicas]
+    entry["shared_with"] = _sharing(runtime, loaded)
+    entry["model_switches"] = sum(runtime.counters[core].model_switches for core in loaded.cores)
+    entry["executions"] = {f"NC{core}": runtime.counters[core].executions for core in loaded.cores}
+    return entry
+
+
+def _ncg_entry(runtime: Runtime) -> dict[str, Any] | None:
+    groups = runtime.config.extra.get("ncg_groups")
+    if not groups:
+        return None
+    return {
+        "group_sizes": runtime.config.group_sizes,
+        "groups": [{"group": i, "start": start, "size": size} for i, (start, size) in enumerate(groups)],
+        "replicas": runtime.config.extra.get("ncg_replicas"),
+    }
+
+
+def build_report(runtime: Runtime) -> dict[str, Any]:
+    """The report of ``runtime`` as a JSON-ready dict (see the module doc)."""
+    return {
+        "format": FORMAT,
+        "pid": runtime.pid,
+        "command": runtime.reservation_command(),
+        "time": time.time(),
+        "topology": runtime.topology.fingerprint(),
+        "settings": {name: os.environ[name] for name in _SETTINGS if os.environ.get(name, "").strip()},
+        "reserved_cores": [core.global_index for core in runtime.cores],
+        "ncg": _ncg_entry(runtime),
+        "models": [_model_entry(runtime, loaded) for loaded in runtime.models],
+        "cores": runtime.describe()["cores"],
+    }
+
+
+def write_report(runtime: Runtime, path: Path) -> None:
+    """Write the report of ``runtime`` to ``path`` atomically (its folder is created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, json.dumps(build_report(runtime), indent=2, sort_keys=True) + "\n")
+
+
+def read_report(path: Path | str) -> dict[str, Any]:
+    """A report written by :func:`write_report`; ValueError for anything else."""
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an ncrt placement report (expected format {FORMAT})")
+    return data
+
+
+@hookimpl
+def ncrt_runtime_stopping(runtime: Runtime) -> None:
+    """Write the report when ``NCRT_PLACEMENT_REPORT`` is set."""
+    path = report_path()
+    if path is not None:
+        write_report(runtime, path)
