@@ -1,0 +1,73 @@
+"""The TensorFlow adapter: ``tf.Tensor`` (eager) and NumPy arrays are the tensors.
+
+TensorFlow is never imported here: a value can only be a TF tensor if TensorFlow is
+already imported, so ``is_tensor`` looks it up in ``sys.modules``. Slicing, joining and
+padding keep NumPy arrays as NumPy and TF tensors as TF tensors.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+from .base import Adapter
+
+__all__ = ["TensorFlowAdapter", "ADAPTER"]
+
+
+def _tf() -> Any:
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        from ncrt.errors import FrameworkMissingError
+
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise FrameworkMissingError("tensorflow", "tensorflow") from None
+    return tf
+
+
+def _is_tf_tensor(value: Any) -> bool:
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and hasattr(tf, "is_tensor") and tf.is_tensor(value)
+
+
+class TensorFlowAdapter(Adapter):
+    name = "tensorflow"
+    pip_extra = "tensorflow"
+
+    def is_tensor(self, value: Any) -> bool:
+        return isinstance(value, np.ndarray) or _is_tf_tensor(value)
+
+    def size(self, tensor: Any, dim: int) -> int:
+        shape = tuple(tensor.shape)
+        self._check_dim(shape, dim)
+        return int(shape[dim])
+
+    def narrow(self, tensor: Any, dim: int, start: int, length: int) -> Any:
+        index = [slice(None)] * len(tensor.shape)
+        index[dim] = slice(start, start + length)
+        return tensor[tuple(index)]
+
+    def concat(self, tensors: Sequence[Any], dim: int) -> Any:
+        if any(_is_tf_tensor(t) for t in tensors):
+            return _tf().concat(list(tensors), axis=dim)
+        return np.concatenate(tensors, axis=dim)
+
+    def pad(self, tensor: Any, dim: int, length: int) -> Any:
+        missing = length - int(tensor.shape[dim])
+        if missing <= 0:
+            return tensor
+        last = self.narrow(tensor, dim, int(tensor.shape[dim]) - 1, 1)
+        return self.concat([tensor] + [last] * missing, dim)
+
+    def to_numpy(self, tensor: Any) -> np.ndarray:
+        return tensor.numpy() if _is_tf_tensor(tensor) else np.asarray(tensor)
+
+    def from_numpy(self, array: Any) -> Any:
+        return _tf().convert_to_tensor(np.asarray(array))
+
+
+ADAPTER = TensorFlowAdapter()
