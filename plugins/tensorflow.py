@@ -150,7 +150,9 @@ class NeuronModel:
         if len(args) == 1 and isinstance(args[0], Mapping) and not kwargs:
             kwargs, args = args[0], ()
         if kwargs:
-            by_name = {str(key).split(":", 1)[0]: value for key, value in kwargs.items()}
+            aliases = self.manifest.extra.get("input_aliases", {})
+            by_name = {aliases.get(name, name): value for name, value in
+                       ((str(key).split(":", 1)[0], value) for key, value in kwargs.items())}
             missing = [name for name in self.input_names if name not in by_name]
             if missing or args:
                 raise BadInputError(

@@ -291,6 +291,15 @@ def _match_feed(signature_inputs: Mapping[str, Any], feed: Mapping[str, Any]) ->
     return matched
 
 
+def _feed_aliases(signature_inputs: Mapping[str, Any], feed: Mapping[str, Any]) -> dict[str, str]:
+    """Feed names that differ from the signature's (``input_1`` for Keras 3's ``keras_tensor``)."""
+    names = list(signature_inputs)
+    if len(feed) == 1 and len(names) == 1:
+        alias = _feed_name(next(iter(feed)))
+        return {alias: names[0]} if alias != names[0] else {}
+    return {}
+
+
 def _examples_from_signature(signature_inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
     examples = {}
     for name, spec in signature_inputs.items():
@@ -334,8 +343,9 @@ def compile_saved_model(model_dir: str | Path, new_model_dir: str | Path,
     inputs = [_spec_entry(n, examples[n].shape, dtypes[n]) for n in order]
     module = _compile_module(tf, loaded, signature, _tensor_specs(tf, inputs, dynamic_batch_size))
     outputs = getattr(module, ENTRY)(*[to_tensor(tf, examples[n], dtypes[n]) for n in order])
+    aliases = _feed_aliases(signature_inputs, model_feed_dict or {})
     manifest = _manifest(inputs, _output_entries(outputs), batch, dynamic_batch_size, compiler_args,
-                         {"output_kind": "dict", "source": "saved_model.compile"})
+                         {"output_kind": "dict", "source": "saved_model.compile", "input_aliases": aliases})
     write_saved_model(module, new_model_dir, manifest)
     return {"OnNeuronRatio": 1.0, "new_model_dir": str(new_model_dir), "batch_size": batch,
             "pipeline_cores": manifest.pipeline_cores}
