@@ -233,11 +233,16 @@ def _check_host(config: Config, value: str, layout: GroupLayout) -> None:
 
 
 def _check_allowed(config: Config, value: str) -> None:
-    if config.legacy_ncg == "error":
-        raise ConfigError(
-            VARIABLE, value, f"unset (NCRT_LEGACY_NCG=error forbids {VARIABLE})",
-            f"the application still uses {VARIABLE}; use {replacement_text()}",
-        )
+    if config.legacy_ncg != "error":
+        return
+    try:
+        replacement = replacement_text(layout_of(value))
+    except ConfigError:
+        replacement = replacement_text()
+    raise ConfigError(
+        VARIABLE, value, f"unset (NCRT_LEGACY_NCG=error forbids {VARIABLE})",
+        f"the application still uses {VARIABLE}; use {replacement}",
+    )
 
 
 @hookimpl
