@@ -209,7 +209,8 @@ def _neuron_context_class() -> type:
             def __repr__(self) -> str:
                 return f"neuron({self.neuron_index})"
 
-            __str__ = __repr__
+            def __str__(self) -> str:  # MXNet parses str(ctx) as a device: keep "cpu(0)"
+                return super().__str__()
 
         _context_class = NeuronContext
     return _context_class
@@ -541,6 +542,23 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
     if config.validate_hash:
         verify_payload(manifest, params_digest(args, aux), True)
     return Model(Path(found[0]).name, FRAMEWORK, manifest, SymbolPayload(sym, args, aux, manifest))
+
+
+@hookimpl
+def ncrt_read_manifest(path: str) -> Manifest | None:
+    """The manifest of an MXNet checkpoint prefix, read from its symbol JSON (no MXNet import)."""
+    symbol_file = Path(f"{path}-symbol.json")
+    if not isinstance(path, (str, Path)) or not symbol_file.is_file():
+        return None
+    try:
+        nodes = json.loads(symbol_file.read_text()).get("nodes", [])
+    except ValueError as error:
+        raise ModelLoadError(f"{symbol_file} is not MXNet symbol JSON: {error}") from None
+    for node in nodes:
+        text = (node.get("attrs") or {}).get(MANIFEST_ATTR)
+        if text:
+            return Manifest.from_json(text)
+    return Manifest(framework=FRAMEWORK)
 
 
 @hookimpl

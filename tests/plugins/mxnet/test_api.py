@@ -1,0 +1,137 @@
+"""mx.neuron contexts, compile manifests, bind behaviour, errors, parallelism and hooks."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import ncrt.plugins.mxnet as ncrt_mxnet  # noqa: E402 - patches MXNet (numpy.bool) when it is imported
+
+pytest.importorskip("mxnet")
+
+import ncrt  # noqa: E402
+from conftest import bind_at, build_checkpoint, cpu_outputs  # noqa: E402
+from ncrt.errors import BadInputError, HashMismatchError  # noqa: E402
+
+
+def test_neuron_context_is_a_cpu_context_with_an_index(mx):
+    ctx = mx.neuron(3)
+    assert isinstance(ctx, mx.Context) and ctx.device_type == "cpu"
+    assert ctx.neuron_index == 3 and repr(ctx) == "neuron(3)" and ctx == mx.neuron(3) != mx.neuron(2)
+    assert mx.nd.ones((2,), ctx=ctx).context.device_type == "cpu"
+    with pytest.raises(BadInputError, match="accepted: a NeuronCore index"):
+        mx.neuron(-1)
+
+
+def test_compile_manifest_survives_checkpoints(mx, checkpoints):
+    sym, _, _ = mx.model.load_checkpoint(checkpoints["C"], 0)
+    manifest = ncrt_mxnet.manifest_of(sym)
+    assert manifest.pipeline_cores == 3 and manifest.batch_size == 2
+    assert manifest.inputs == [{"name": "data", "shape": [2, 8], "dtype": "float32"}]
+    assert manifest.outputs[0]["shape"] == [2, 4] and manifest.sha256
+    assert ncrt_mxnet.ncrt_read_manifest(checkpoints["C"]).pipeline_cores == 3
+
+
+def test_compile_rejects_missing_inputs_and_bad_flags(mx, checkpoints):
+    sym, args, aux = mx.model.load_checkpoint(checkpoints["A"], 0)
+    with pytest.raises(BadInputError, match="no value or input shape for data"):
+        mx.contrib.neuron.compile(sym, args, aux, {"x": mx.nd.ones((1, 8))})
+    with pytest.raises(BadInputError, match="pipeline-cores"):
+        mx.contrib.neuron.compile(sym, args, aux, {"data": (1, 8)}, flags="--neuroncore-pipeline-cores=0")
+
+
+def test_uncompiled_symbol_takes_one_core(mx, tmp_path, batch, runtime_env):
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    prefix = build_checkpoint(mx, tmp_path, "plain", None)
+    model = bind_at(mx, prefix, 2)
+    assert model.placement == "NC2"
+    np.testing.assert_allclose(model.forward(data=batch)[0].asnumpy(), cpu_outputs(mx, prefix, batch)[0], rtol=1e-5)
+
+
+def test_cpu_bind_is_unchanged(mx, checkpoints, batch):
+    sym, args, aux = mx.model.load_checkpoint(checkpoints["A"], 0)
+    executor = sym.bind(mx.cpu(), {**args, "data": batch}, aux_states=aux, grad_req="null")
+    assert type(executor).__name__ == "Executor" and ncrt.current_runtime() is None
+    assert mx.sym.Symbol.bind.__wrapped__ is mx.sym.Symbol.bind._ncrt_original
+
+
+def test_forward_checks_inputs(mx, checkpoints, runtime_env):
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    model = bind_at(mx, checkpoints["A"], 0)
+    with pytest.raises(BadInputError, match=r"accepted: exactly \['data'\]"):
+        model.forward(x=mx.nd.ones((1, 8)))
+    with pytest.raises(BadInputError, match=r"compiled for \(2, 8\)"):
+        model.forward(data=mx.nd.ones((1, 5)))
+    with pytest.raises(BadInputError, match="inference only"):
+        sym, args, aux = mx.model.load_checkpoint(checkpoints["A"], 0)
+        sym.bind(mx.neuron(0), args, args_grad={}, aux_states=aux)
+
+
+def test_numpy_inputs_and_other_batch_sizes(mx, checkpoints, runtime_env):
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    model = bind_at(mx, checkpoints["A"], 0)
+    data = np.random.default_rng(1).random((5, 8)).astype("float32")
+    got = model.forward(data=data)[0].asnumpy()
+    np.testing.assert_allclose(got, cpu_outputs(mx, checkpoints["A"], mx.nd.array(data))[0], rtol=1e-5)
+
+
+def test_validate_hash_rejects_changed_parameters(mx, checkpoints, runtime_env):
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge", NEURON_RT_VALIDATE_HASH="true")
+    sym, args, aux = mx.model.load_checkpoint(checkpoints["A"], 0)
+    assert bind_at(mx, checkpoints["A"], 0).placement == "NC0-1"
+    args["modelA_dense0_bias"] = args["modelA_dense0_bias"] + 1
+    with pytest.raises(HashMismatchError):
+        sym.bind(ctx=mx.neuron(2), args=args, aux_states=aux, grad_req="null")
+
+
+def test_runtime_load_of_a_checkpoint_prefix(mx, checkpoints, batch, runtime_env):
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge")
+    loaded = ncrt.load(checkpoints["B"], start=4)
+    assert loaded.placement.label == "NC4-7"
+    got = loaded.run({"data": batch})[0].asnumpy()
+    np.testing.assert_allclose(got, cpu_outputs(mx, checkpoints["B"], batch)[0], rtol=1e-5)
+
+
+def _execution_intervals(monkeypatch) -> list[tuple[str, float, float]]:
+    intervals: list[tuple[str, float, float]] = []
+    original = ncrt_mxnet.CoreBinding.run
+
+    def timed(self, inputs):
+        start = time.monotonic()
+        outputs = original(self, inputs)
+        intervals.append((self.payload.output_names[0], start, time.monotonic()))
+        return outputs
+
+    monkeypatch.setattr(ncrt_mxnet.CoreBinding, "run", timed)
+    return intervals
+
+
+def _overlaps(intervals) -> bool:
+    return any(a[0] != b[0] and a[1] < b[2] and b[1] < a[2] for a in intervals for b in intervals)
+
+
+def _run_together(models, batch, calls: int = 6) -> None:
+    threads = [threading.Thread(target=lambda m=m: [m.forward(data=batch) for _ in range(calls)]) for m in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+@pytest.mark.parametrize("starts, parallel", [((0, 6), True), ((2, 5), False)])
+def test_disjoint_groups_overlap_shared_cores_do_not(mx, tmp_path, runtime_env, monkeypatch, starts, parallel):
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge")
+    prefixes = [build_checkpoint(mx, tmp_path, f"P{i}", 4, width=512) for i in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ncrt.ModelSwitchWarning)
+        models = [bind_at(mx, prefix, start) for prefix, start in zip(prefixes, starts)]
+    batch = mx.nd.ones((256, 8))
+    for model in models:
+        model.forward(data=batch)
+    intervals = _execution_intervals(monkeypatch)
+    _run_together(models, batch)
+    assert len(intervals) == 12 and _overlaps(intervals) is parallel
