@@ -66,8 +66,11 @@ def render_env(layout: GroupLayout) -> str:
         )
     lines.append("# PyTorch and TensorFlow: load the models in the same order; each takes the next free group.")
     if layout.replication is not None:
-        lines.append(f"# TensorFlow: {layout.replication}x1 replicated 1-core models {layout.replication} times;"
-                     " runtime 2.x replicates them on the process's cores (up to 4 by default).")
+        count = layout.replication
+        lines.append(f"# TensorFlow: {count}x1 replicated 1-core models {count} times; runtime 2.x replicates "
+                     "them on up to 4 cores by default" + ("." if count == 4 else
+                     f"; for {count} use tfn.auto_multicore(..., num_cores={count}) or "
+                     f"`ncrt tf-auto-multicore --num_cores {count}`."))
     return "\n".join(lines)
 
 

@@ -307,13 +307,12 @@ def _fill_order(runtime: Runtime, layout: GroupLayout, need: int) -> list[int]:
 
 
 def _next_groups(runtime: Runtime, layout: GroupLayout, request: PlacementRequest) -> Placement:
-    """Load order: each replica takes the next group that fits (sharing when none is free)."""
+    """Load order: each replica takes the next group that fits (sharing when none is free).
+
+    Replicas go one per group (``Nx1`` replicates a 1-core model over N groups); a
+    request for more replicas than there are fitting groups gets one per group.
+    """
     order = _fill_order(runtime, layout, request.cores_per_replica)
-    if request.replicas > len(order):
-        raise PlacementError(
-            f"{request.replicas} replicas of a {request.cores_per_replica}-core model need as many "
-            f"NeuronCore Groups of that size; {VARIABLE}={','.join(map(str, layout.sizes))} has {len(order)}"
-        )
     chosen = sorted(order[: request.replicas])
     cores = tuple(core for group in chosen for core in layout.cores_of(group)[: request.cores_per_replica])
     return Placement(cores, request.cores_per_replica)
