@@ -291,7 +291,8 @@ def _group_placement(layout: GroupLayout, request: PlacementRequest) -> Placemen
 
 
 def _group_load(runtime: Runtime, layout: GroupLayout, group: int) -> int:
-    return sum(len(runtime.table.models_on(core)) for core in layout.cores_of(group))
+    """How many models already sit on the group's cores."""
+    return len({uid for core in layout.cores_of(group) for uid in runtime.table.models_on(core)})
 
 
 def _fill_order(runtime: Runtime, layout: GroupLayout, need: int) -> list[int]:
