@@ -117,7 +117,10 @@ def payload_sha256(source: FileLike) -> str | None:
             if "/extra/" in name or "/.data/" in name:
                 continue  # the manifest itself, and a per-save random id
             digest.update(name.split("/", 1)[-1].encode() + b"\0")
-            digest.update(archive.read(name))
+            try:
+                digest.update(archive.read(name))
+            except zipfile.BadZipFile:
+                return "unreadable (an archive entry fails its CRC check)"
     return digest.hexdigest()
 
 

@@ -31,7 +31,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any, Callable, Iterator, Union
+from typing import IO, Any, Callable, Iterator, NamedTuple, Union
 
 from ncrt.adapters.torch import ADAPTER, MANIFEST_EXTRA, manifest_text_in_archive, payload_sha256
 from ncrt.batching import tensors_in
@@ -47,6 +47,7 @@ __all__ = [
     "DEFAULT_REPLICAS",
     "FRAMEWORK",
     "NeuronModule",
+    "TorchCall",
     "TorchPayload",
     "check_inputs",
     "load",
@@ -88,6 +89,16 @@ class TorchPayload:
     def make_replica(self) -> Any:
         """The module a core runs: this one (shared weights) or a deep copy of its own."""
         return self.module if self.shared_weights else copy.deepcopy(self.module)
+
+
+class TorchCall(NamedTuple):
+    """One call's arguments as they travel to a core (a nest the batching code can split).
+
+    ``LoadedModel(*args)`` of a torch model passes a plain tuple: positional arguments.
+    """
+
+    args: tuple
+    kwargs: dict
 
 
 _thread_state = threading.local()
@@ -154,7 +165,7 @@ def ncrt_execute(model: Model, inputs: Any, core: Any) -> Any:
     if model.framework != FRAMEWORK:
         return None
     module = model.replica_for(core.index, model.payload.make_replica)
-    args, kwargs = inputs
+    args, kwargs = inputs if isinstance(inputs, TorchCall) else (tuple(inputs), {})
     cpus = _replica_cpus(model, core)
     pin_intra_op_threads(max(1, len(cpus)))
     with cpu_gate(cpus), _torch().no_grad():
@@ -367,7 +378,7 @@ class NeuronModule:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         loaded = self.placed()
-        inputs = (args, kwargs)
+        inputs = TorchCall(args, kwargs)
         size = check_inputs(self.manifest, inputs, 0, self.dynamic_batch_size)
         if size != self.manifest.batch_size and self._runner is not None:
             return self._runner(inputs)
@@ -459,18 +470,24 @@ def load_script(f: FileLike, map_location: Any = None, validate_hash: bool | Non
     ``validate_hash=None`` asks the runtime (``NEURON_RT_VALIDATE_HASH``) once a manifest is found.
     """
     source, name = _read_source(f)
+    text = manifest_text_in_archive(source)
+    if text is not None and _validation_on(validate_hash):
+        _verify(Manifest.from_json(text), source)  # before torch reads a corrupted archive
+    if hasattr(source, "seek"):
+        source.seek(0)
     extra = dict(_extra_files or {})
     extra.setdefault(MANIFEST_EXTRA, "")
     module = _original_jit_load()(source, map_location, _extra_files=extra)
     if _extra_files is not None:
         _extra_files.update({key: extra[key] for key in _extra_files})
-    text = extra[MANIFEST_EXTRA]
     manifest = Manifest.from_json(text) if text else manifest_of(module)
-    if validate_hash is None and manifest is not None:
-        validate_hash = get_runtime().config.validate_hash
-    if manifest is not None and validate_hash:
+    if text is None and manifest is not None and _validation_on(validate_hash):
         _verify(manifest, source)
     return module, manifest, name
+
+
+def _validation_on(validate_hash: bool | None) -> bool:
+    return get_runtime().config.validate_hash if validate_hash is None else validate_hash
 
 
 def _verify(manifest: Manifest, source: Any) -> None:

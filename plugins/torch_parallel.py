@@ -21,7 +21,7 @@ from ncrt.parallel import DataParallelRunner
 from ncrt.placement import PlacementRequest
 from ncrt.runtime import Runtime, get_runtime
 
-from .torch import NeuronModule, as_neuron_module, check_inputs, remember_caller_threads
+from .torch import NeuronModule, TorchCall, as_neuron_module, check_inputs, remember_caller_threads
 
 __all__ = ["DataParallel", "DynamicBatchingWarning", "resolve_device_ids", "weight_bytes"]
 
@@ -146,7 +146,7 @@ class DataParallel:
         return weight_bytes(self.loaded)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        inputs = (args, kwargs)
+        inputs = TorchCall(args, kwargs)
         check_inputs(self.module.manifest, inputs, self.dim, any_batch=True)
         return self.runner(inputs)
 
