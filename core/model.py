@@ -23,10 +23,13 @@ class Model:
 
     ``payload`` is the framework object (a ScriptModule, a SavedModel function, an MXNet
     symbol and parameters, a callable). ``replicas`` is the plugin's own per-core state
-    (keyed by per-process core index), created lazily in the core's executor thread.
+    (keyed by per-process core index). ``inline``: synchronous calls may run in the
+    caller's thread while it holds the core (set it False for frameworks whose objects
+    must only be touched by one thread, like MXNet executors).
     """
 
-    def __init__(self, name: str, framework: str, manifest: Manifest, payload: Any) -> None:
+    def __init__(self, name: str, framework: str, manifest: Manifest, payload: Any, *,
+                 inline: bool = True) -> None:
         self.name = name
         self.framework = framework
         self.manifest = manifest
@@ -34,6 +37,8 @@ class Model:
         self.uid = f"{name}#{next(_serial)}"
         self.replicas: dict[int, Any] = {}
         self.replica_lock = threading.Lock()
+        self.inline = inline
+        self.execute_impl: Any = None  # the ncrt_execute implementation that answers, once known
 
     def replica_for(self, core: int, make: Any) -> Any:
         """The per-core instance for ``core``, made once with ``make()``."""
@@ -83,6 +88,8 @@ class LoadedModel:
 
     def acquire_replica(self, replica: int | None = None) -> int:
         """Count a job on ``replica``, or on the least-loaded one (rotating among ties)."""
+        if len(self.replicas) == 1:
+            return 0  # nothing to choose: no bookkeeping on the single-replica path
         with self._lock:
             if replica is None:
                 count = len(self.replicas)
@@ -93,6 +100,8 @@ class LoadedModel:
         return replica
 
     def release_replica(self, replica: int) -> None:
+        if len(self.replicas) == 1:
+            return
         with self._lock:
             self.outstanding[replica] -= 1
 

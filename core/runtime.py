@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import queue
 import sys
 import threading
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import pluggy
 
 from .config import Config, check_against_topology, parse_config
 from .errors import ModelLoadError, PlacementError, QueueFullError
-from .executor import CoreCounters, CoreExecutor, CoreSlot, ExecutionFuture, Job
+from .executor import CoreCounters, CoreExecutor, CoreSlot, ExecutionFuture, Job, Watchdog
 from .logs import configure_logging, get_logger
 from .manager import plugin_manager
 from .model import LoadedModel, Model
@@ -77,10 +78,11 @@ class Runtime:
         self._slots = [CoreSlot() for _ in self.cores]
         self._executors: dict[int, CoreExecutor] = {}
         self._executors_lock = threading.Lock()
+        self._watchdog = Watchdog(lambda: list(self._executors.values()), self.config.exec_timeout)
         self.inflight_limit = self.config.max_inflight(len(self.cores))
-        self._inflight = threading.BoundedSemaphore(self.inflight_limit)
+        self._inflight = Tokens(self.inflight_limit)
         async_limit = self.config.async_exec_max_inflight_requests
-        self._async_slots = [threading.BoundedSemaphore(async_limit) for _ in self.cores] if async_limit else None
+        self._async_slots = [Tokens(async_limit) for _ in self.cores] if async_limit else None
         self.models: list[LoadedModel] = []
         self.closed = False
         self.pid = os.getpid()
@@ -142,10 +144,23 @@ class Runtime:
         return executor
 
     def _execute(self, model: Model, inputs: Any, core: LocalCore) -> Any:
-        return self.pm.hook.ncrt_execute(model=model, inputs=inputs, core=core)
+        """Run ``ncrt_execute``; the implementation that answers is remembered per model.
 
-    def _admit(self, semaphore: threading.BoundedSemaphore, what: str, limit: int) -> None:
-        if semaphore.acquire(blocking=self.config.queue_full == "block"):
+        This is on every call's path, so the hook is resolved once per model: the first
+        implementation (in pluggy's calling order) that returns a result keeps answering.
+        """
+        answer = model.execute_impl
+        if answer is not None:
+            return answer(model=model, inputs=inputs, core=core)
+        for impl in reversed(self.pm.hook.ncrt_execute.get_hookimpls()):
+            result = impl.function(model=model, inputs=inputs, core=core)
+            if result is not None:
+                model.execute_impl = impl.function
+                return result
+        return None
+
+    def _admit(self, tokens: Tokens, what: str, limit: int) -> None:
+        if tokens.take(block=self.config.queue_full == "block"):
             return
         raise QueueFullError(
             f"{limit} {what} are already in flight; wait for results, raise the limit, or set "
@@ -169,10 +184,14 @@ class Runtime:
         future = ExecutionFuture(self.config.exec_timeout, lambda: executor.abandon(job))
         job = Job(loaded.model, calls, cores, future, single)
         future.add_done_callback(lambda _: self._release(loaded, index, async_slot))
+        if not is_async and loaded.model.inline:
+            self._watchdog.ensure_started()
+            if executor.try_inline(job):
+                return future
         executor.submit(job)
         return future
 
-    def _async_slot(self, core: int) -> threading.BoundedSemaphore | None:
+    def _async_slot(self, core: int) -> Tokens | None:
         if self._async_slots is None:
             return None
         slot = self._async_slots[core]
@@ -180,15 +199,15 @@ class Runtime:
         try:
             self._admit(slot, f"asynchronous requests on NC{core} (NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS)", limit)
         except QueueFullError:
-            self._inflight.release()
+            self._inflight.give()
             raise
         return slot
 
-    def _release(self, loaded: LoadedModel, index: int, async_slot: threading.BoundedSemaphore | None) -> None:
+    def _release(self, loaded: LoadedModel, index: int, async_slot: Tokens | None) -> None:
         loaded.release_replica(index)
-        self._inflight.release()
+        self._inflight.give()
         if async_slot is not None:
-            async_slot.release()
+            async_slot.give()
 
     # -- description and shutdown ----------------------------------------------------------
 
@@ -220,9 +239,32 @@ class Runtime:
         self.closed = True
         if self.pid == os.getpid():
             self.pm.hook.ncrt_runtime_stopping(runtime=self)
+        self._watchdog.stop()
         for executor in self._executors.values():
             executor.stop()
         self.reservation.release()
+
+
+class Tokens:
+    """A counting limit on the per-call path: a C-level queue of tokens (cheaper than a
+    ``threading.Semaphore``, which is written in Python)."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self, count: int) -> None:
+        self._queue: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(count):
+            self._queue.put(None)
+
+    def take(self, block: bool) -> bool:
+        try:
+            self._queue.get(block=block)
+        except queue.Empty:
+            return False
+        return True
+
+    def give(self) -> None:
+        self._queue.put(None)
 
 
 _runtime: Runtime | None = None

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+
+from ncrt.errors import BadInputError, HashMismatchError, ModelLoadError
+from ncrt.manifest import Manifest, parse_compiler_args, sha256_of, verify_payload
+
+
+@pytest.mark.parametrize("args,cores", [
+    (None, 1), ([], 1), (["--neuroncore-pipeline-cores", "16"], 16),
+    ("--neuroncore-pipeline-cores=4 --fast-math none", 4), (["--other", "1"], 1),
+])
+def test_pipeline_cores_from_compiler_args(args, cores):
+    assert parse_compiler_args(args)["pipeline_cores"] == cores
+
+
+@pytest.mark.parametrize("args", [["--neuroncore-pipeline-cores"], ["--neuroncore-pipeline-cores", "0"],
+                                  ["--neuroncore-pipeline-cores=x"]])
+def test_bad_pipeline_cores_are_clear_errors(args):
+    with pytest.raises(BadInputError, match="accepted: a whole number >= 1"):
+        parse_compiler_args(args)
+
+
+def test_manifest_round_trips_through_a_directory(tmp_path):
+    manifest = Manifest("torch", batch_size=4, pipeline_cores=2, inputs=[{"shape": [4, 3]}])
+    manifest.write(tmp_path)
+    assert Manifest.read(tmp_path) == manifest
+
+
+def test_missing_or_broken_manifest(tmp_path):
+    with pytest.raises(ModelLoadError, match="not an ncrt-compiled model"):
+        Manifest.read(tmp_path)
+    (tmp_path / "ncrt-manifest.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="unreadable"):
+        Manifest.read(tmp_path)
+
+
+def test_hash_validation_refuses_a_corrupted_payload(tmp_path):
+    payload = tmp_path / "model"
+    payload.mkdir()
+    (payload / "weights.bin").write_bytes(b"\x00" * 64)
+    manifest = Manifest("python", sha256=sha256_of(payload))
+    verify_payload(manifest, payload, enabled=True)
+    (payload / "weights.bin").write_bytes(b"\x00" * 63 + b"\x01")
+    verify_payload(manifest, payload, enabled=False)  # off by default, as in the runtime
+    with pytest.raises(HashMismatchError, match="corrupted.*NEURON_RT_VALIDATE_HASH=true"):
+        verify_payload(manifest, payload, enabled=True)
+
+
+def test_validation_without_a_recorded_hash_is_refused():
+    with pytest.raises(HashMismatchError, match="carries no sha256"):
+        verify_payload(Manifest("python"), b"abc", enabled=True)
+
+
+def test_sha256_ignores_the_manifest_file(tmp_path):
+    (tmp_path / "a").write_bytes(b"x")
+    before = sha256_of(tmp_path)
+    Manifest("python", sha256=before).write(tmp_path)
+    assert sha256_of(tmp_path) == before

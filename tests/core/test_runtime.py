@@ -1,0 +1,313 @@
+"""The runtime end to end with plain Python callables as models."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import ncrt
+from ncrt.errors import (
+    ConfigError, ExecTimeoutError, ExecutionError, ModelLoadError, PlacementError, QueueFullError,
+)
+
+
+def double(x):
+    return x * 2
+
+
+def sized(size, fn=double, name=None):
+    """A plain-Python model that needs ``size`` cores."""
+    return ncrt.Model(name or f"m{size}", "python", ncrt.Manifest("python", pipeline_cores=size), fn)
+
+
+def test_default_runtime_reserves_all_host_cores(runtime_env):
+    runtime = runtime_env()
+    assert [core.index for core in runtime.cores] == list(range(len(runtime.topology)))
+
+
+def test_cores_are_numbered_from_zero_in_each_process(runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge", NEURON_RT_VISIBLE_CORES="7-15")
+    assert [c.index for c in runtime.cores] == list(range(9))
+    assert [c.global_index for c in runtime.cores] == list(range(7, 16))
+    assert runtime.cores[0].chip == 1
+
+
+def test_seed_000_thirteen_cores_four_groups(runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge", NEURON_RT_NUM_CORES="13")
+    loaded = [runtime.load(sized(size)) for size in (2, 4, 3, 4)]
+    assert [m.placement.label for m in loaded] == ["NC0-1", "NC2-5", "NC6-8", "NC9-12"]
+    assert [m(np.ones(2)).tolist() for m in loaded] == [[2.0, 2.0]] * 4
+
+
+def test_sync_calls_run_inline_and_async_calls_on_the_core_thread(runtime_env):
+    runtime = runtime_env()
+    seen = []
+    model = runtime.load(lambda x: seen.append(threading.current_thread().name) or x + 1)
+    assert model(41) == 42  # like nrt_execute: the caller's thread, holding the core
+    assert model.submit((1,)).result() == 2
+    assert seen == ["MainThread", "ncrt-nc0"]
+
+
+def test_models_that_forbid_inline_always_run_on_the_core_thread(runtime_env):
+    runtime = runtime_env()
+    seen = []
+    pinned = ncrt.Model("pinned", "python", ncrt.Manifest("python"),
+                        lambda: seen.append(threading.current_thread().name), inline=False)
+    runtime.place(pinned, ncrt.PlacementRequest())()
+    assert seen == ["ncrt-nc0"]
+
+
+def test_a_sync_call_waits_for_a_busy_core(runtime_env):
+    runtime = runtime_env(NEURON_RT_VISIBLE_CORES="0")
+    gate = threading.Event()
+    order = []
+    blocker = runtime.load(lambda: gate.wait(5) and order.append("async"))
+    quick = runtime.load(lambda: order.append("sync"))
+    pending = blocker.submit(())
+    time.sleep(0.05)
+    threading.Timer(0.1, gate.set).start()
+    quick()  # the core is busy: queued behind the async job, not run inline
+    pending.result()
+    assert order == ["async", "sync"]
+
+
+def test_shared_cores_warn_and_count_model_switches(runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge")
+    b = runtime.load(sized(4, name="B"), start=2)
+    with pytest.warns(ncrt.ModelSwitchWarning, match="'C' on NC5-7 shares NeuronCores with B"):
+        c = runtime.load(sized(3, name="C"), start=5)
+    for model in (b, c, b, c):
+        model(1)
+    assert runtime.counters[2].model_switches == 0  # only B runs from core 2
+    assert runtime.counters[5].model_switches == 3
+    assert runtime.counters[5].last_model == c.model.uid
+
+
+def test_flexeg_start_that_does_not_fit_fails(runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    with pytest.raises(PlacementError, match="valid start indexes: 0, 1, 2"):
+        runtime.load(sized(2), start=3)
+
+
+def test_group_placement_without_ncg_is_explained(runtime_env, monkeypatch):
+    monkeypatch.setenv("NCRT_DISABLE_PLUGINS", "ncg")
+    runtime = runtime_env()
+    with pytest.raises(PlacementError, match="NEURONCORE_GROUP_SIZES"):
+        runtime.load(double, group=1)
+
+
+def test_errors_inside_a_model_name_the_core(runtime_env):
+    runtime = runtime_env()
+    def broken(x):
+        raise KeyError("weights")
+    model = runtime.load(broken)
+    with pytest.raises(ExecutionError, match=r"'broken' failed on NeuronCore NC0.*KeyError") as info:
+        model(1)
+    assert isinstance(info.value.__cause__, KeyError)
+    assert info.value.core == 0
+    assert runtime.counters[0].errors == 1
+    assert runtime.load(double, device_ids=[0])(2) == 4  # the core keeps working after an error
+
+
+def test_async_submit_returns_futures_in_order(runtime_env):
+    runtime = runtime_env()
+    model = runtime.load(double)
+    futures = [model.submit((i,)) for i in range(20)]
+    assert [f.result() for f in futures] == [i * 2 for i in range(20)]
+
+
+def test_one_core_runs_one_model_at_a_time_in_fifo_order(runtime_env):
+    runtime = runtime_env(NEURON_RT_VISIBLE_CORES="0")
+    order, active, overlap = [], [0], []
+    def step(i):
+        active[0] += 1
+        overlap.append(active[0])
+        time.sleep(0.002)
+        order.append(i)
+        active[0] -= 1
+    model = runtime.load(step)
+    futures = [model.submit((i,)) for i in range(10)]
+    for future in futures:
+        future.result()
+    assert order == list(range(10))
+    assert max(overlap) == 1
+
+
+def test_disjoint_cores_run_in_parallel(runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    barrier = threading.Barrier(2, timeout=5)
+    models = [runtime.load(lambda: barrier.wait(), start=i) for i in (0, 1)]
+    futures = [m.submit(()) for m in models]
+    assert sorted(f.result() for f in futures) == [0, 1]  # both reached the barrier together
+
+
+def test_exec_timeout_raises_and_runtime_stays_usable(runtime_env):
+    runtime = runtime_env(NEURON_RT_EXEC_TIMEOUT="0.2", NEURON_RT_VISIBLE_CORES="0")
+    release = threading.Event()
+    slow = runtime.load(lambda: release.wait(10), name="slow")
+    fast = runtime.load(double, name="fast")
+    started = time.monotonic()
+    with pytest.raises(ExecTimeoutError, match="'slow' did not finish.*NEURON_RT_EXEC_TIMEOUT=0.2") as info:
+        slow.submit(()).result()
+    assert 0.15 < time.monotonic() - started < 3
+    assert info.value.status.name == "TIMEOUT"
+    assert fast(21) == 42  # the same core, reset, runs the next model
+    assert runtime.counters[0].timeouts == 1
+    release.set()
+
+
+def test_an_inline_call_past_the_timeout_frees_the_core_and_fails(runtime_env):
+    runtime = runtime_env(NEURON_RT_EXEC_TIMEOUT="0.2", NEURON_RT_VISIBLE_CORES="0")
+    slow = runtime.load(lambda: time.sleep(0.8) or "late", name="slow")
+    fast = runtime.load(double, name="fast")
+    meanwhile = []
+    def other_caller():
+        time.sleep(0.45)  # the watchdog has freed NC0 by now
+        meanwhile.append((fast(2), time.monotonic()))
+    thread = threading.Thread(target=other_caller)
+    thread.start()
+    with pytest.raises(ExecTimeoutError, match="'slow' did not finish"):
+        slow()
+    finished = time.monotonic()
+    thread.join(5)
+    assert meanwhile[0][0] == 4 and meanwhile[0][1] < finished  # ran while slow still hung
+    assert runtime.counters[0].timeouts == 1
+
+
+def test_queued_time_does_not_count_toward_the_exec_timeout(runtime_env):
+    runtime = runtime_env(NEURON_RT_EXEC_TIMEOUT="0.3", NEURON_RT_VISIBLE_CORES="0")
+    model = runtime.load(lambda: time.sleep(0.1))
+    futures = [model.submit(()) for _ in range(5)]  # 0.5 s in total, each 0.1 s
+    for future in futures:
+        future.result()
+
+
+def test_inflight_limit_errors_when_asked(runtime_env):
+    runtime = runtime_env(NEURON_MAX_NUM_INFERS="2", NCRT_QUEUE_FULL="error")
+    gate = threading.Event()
+    model = runtime.load(lambda: gate.wait(5))
+    first, second = model.submit(()), model.submit(())
+    with pytest.raises(QueueFullError, match="2 inferences .NEURON_MAX_NUM_INFERS."):
+        model.submit(())
+    gate.set()
+    first.result(), second.result()
+    assert model.submit(()).result() is True
+
+
+def test_inflight_limit_blocks_by_default(runtime_env):
+    runtime = runtime_env(NEURON_MAX_NUM_INFERS="1")
+    gate = threading.Event()
+    model = runtime.load(lambda: gate.wait(5))
+    model.submit(())
+    done = []
+    caller = threading.Thread(target=lambda: done.append(model.submit(()).result()))
+    caller.start()
+    time.sleep(0.2)
+    assert done == []  # still waiting for room
+    gate.set()
+    caller.join(5)
+    assert done == [True]
+
+
+def test_default_inflight_limit_is_cores_plus_three(runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge", NEURON_RT_NUM_CORES="4")
+    assert runtime.inflight_limit == 7
+
+
+def test_async_exec_limit_applies_per_core(runtime_env):
+    runtime = runtime_env(NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS="1", NCRT_QUEUE_FULL="error")
+    gate = threading.Event()
+    model = runtime.load(lambda: gate.wait(5), device_ids=[0])
+    pending = model.submit(())
+    with pytest.raises(QueueFullError, match="asynchronous requests on NC0"):
+        model.submit(())
+    gate.set()
+    assert pending.result() is True
+
+
+def test_replicas_spread_calls_over_their_cores(runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    names = []
+    model = runtime.load(lambda: names.append(threading.current_thread().name) or time.sleep(0.01), replicas=4)
+    futures = [model.submit(()) for _ in range(8)]
+    for future in futures:
+        future.result()
+    assert sorted(set(names)) == ["ncrt-nc0", "ncrt-nc1", "ncrt-nc2", "ncrt-nc3"]
+    assert sum(runtime.counters[i].executions for i in range(4)) == 8
+
+
+def test_multi_core_replica_holds_all_its_cores(runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    active, peak = [0], [0]
+    lock = threading.Lock()
+    def work():
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.02)
+        with lock:
+            active[0] -= 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ncrt.ModelSwitchWarning)
+        wide = runtime.load(sized(3, work, "wide"), start=0)
+        narrow = runtime.load(sized(1, work, "narrow"), start=2)  # shares NC2 with wide
+    futures = [m.submit(()) for m in (wide, narrow, wide, narrow)]
+    for future in futures:
+        future.result()
+    assert peak[0] == 1
+
+
+def test_unknown_artifact_is_a_clear_load_error(runtime_env):
+    runtime = runtime_env()
+    with pytest.raises(ModelLoadError, match="no ncrt plugin can load int"):
+        runtime.load(42)
+
+
+def test_unloaded_model_cannot_run(runtime_env):
+    runtime = runtime_env()
+    model = runtime.load(double)
+    model.unload()
+    assert runtime.table.is_free(model.cores)
+    with pytest.raises(ModelLoadError, match="unloaded"):
+        model(1)
+
+
+def test_bad_configuration_fails_at_start_up(runtime_env):
+    with pytest.raises(ConfigError, match="NEURON_RT_VISIBLE_CORES='5-2'"):
+        runtime_env(NEURON_RT_VISIBLE_CORES="5-2")
+
+
+def test_num_cores_larger_than_the_host_fails(runtime_env):
+    with pytest.raises(ConfigError, match="NEURON_RT_NUM_CORES"):
+        runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge", NEURON_RT_NUM_CORES="5")
+
+
+def test_strict_mode_refuses_non_contiguous_cores(runtime_env):
+    with pytest.warns(RuntimeWarning, match="consecutive"):
+        runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge", NEURON_RT_VISIBLE_CORES="1,3")
+    assert [c.global_index for c in runtime.cores] == [1, 3]
+    ncrt.reset_runtime()
+    with pytest.raises(ConfigError):
+        runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge", NEURON_RT_VISIBLE_CORES="1,3", NCRT_STRICT="1")
+
+
+def test_describe_lists_models_and_counters(runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge", NEURON_RT_NUM_CORES="2")
+    model = runtime.load(double, name="dbl")
+    model(1)
+    described = runtime.describe()
+    assert described["models"][0]["name"] == "dbl"
+    assert described["cores"][0]["models"] == ["dbl"]
+    assert described["cores"][0]["executions"] == 1
+
+
+def test_reset_releases_cores_for_the_next_runtime(runtime_env):
+    first = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    assert len(first.cores) == 4
+    ncrt.reset_runtime()
+    assert first.reservation.held is False
+    assert len(ncrt.get_runtime().cores) == 4
