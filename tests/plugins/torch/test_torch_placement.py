@@ -1,0 +1,119 @@
+"""Placement of loaded torch models (seed 000) and the explicit core-placement API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import ncrt  # noqa: E402
+from ncrt.errors import BadInputError, PlacementError  # noqa: E402
+from ncrt.plugins import torch as neuron  # noqa: E402
+from torch_test_models import SmallCNN, plain  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def close(actual, expected):
+    np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture
+def cnn():
+    return SmallCNN().eval()
+
+
+def saved(cnn, path, cores=1):
+    model = neuron.trace(cnn, torch.rand(1, 3, 8, 8), compiler_args=f"--neuroncore-pipeline-cores {cores}")
+    torch.jit.save(model, str(path))
+    return str(path)
+
+
+def test_two_loaded_models_share_the_group_of_two_cores(cnn, tmp_path, runtime_env):
+    runtime_env(NEURON_RT_NUM_CORES="2")
+    first = neuron.load(saved(cnn, tmp_path / "a.pt"))
+    with pytest.warns(ncrt.ModelSwitchWarning, match="shares NeuronCores"):
+        second = neuron.load(saved(cnn, tmp_path / "b.pt"))
+    assert first.placement_label == second.placement_label == "NC0-1"
+    image = torch.rand(1, 3, 8, 8)
+    close(first(image), plain(cnn, image))
+    close(second(image), plain(cnn, image))
+
+
+def test_a_one_core_model_is_replicated_on_up_to_four_cores(cnn, tmp_path, runtime_env):
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge")
+    path = saved(cnn, tmp_path / "a.pt")
+    assert [neuron.load(path).placement_label for _ in range(2)] == ["NC0-3", "NC4-7"]
+
+
+def test_pipeline_models_fill_groups_in_load_order(cnn, tmp_path, runtime_env):
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge", NEURON_RT_NUM_CORES="13")
+    labels = []
+    for name, cores in zip("ABCD", (2, 4, 3, 4)):
+        model = neuron.load(saved(cnn, tmp_path / f"{name}.pt", cores))
+        labels.append(model.placement_label)
+        image = torch.rand(1, 3, 8, 8)
+        close(model(image), plain(cnn, image))
+    assert labels == ["NC0-1", "NC2-5", "NC6-8", "NC9-12"]
+
+
+@pytest.mark.filterwarnings("ignore::ncrt.ModelSwitchWarning")
+def test_set_neuron_cores_and_the_context_manager(cnn, tmp_path, runtime_env):
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    traced = neuron.trace(cnn, torch.rand(1, 3, 8, 8))
+    assert neuron.set_neuron_cores(traced, 2, 2).placement_label == "NC2-3"
+    assert traced.to("nc:1").placement_label == "NC1"
+    assert neuron.set_multicore(traced).placement_label == "NC0-3"
+    path = saved(cnn, tmp_path / "a.pt")
+    with neuron.neuron_cores_context(start_nc=3, nc_count=1):
+        loaded = neuron.load(path)
+        lazily = neuron.trace(cnn, torch.rand(1, 3, 8, 8))
+    assert loaded.placement_label == "NC3"
+    assert lazily.placement_label == "NC3"
+    image = torch.rand(1, 3, 8, 8)
+    close(loaded(image), plain(cnn, image))
+
+
+def test_bad_explicit_placements_are_explained(cnn, runtime_env):
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    pipeline = neuron.trace(cnn, torch.rand(1, 3, 8, 8), compiler_args="--neuroncore-pipeline-cores 2")
+    with pytest.raises(BadInputError, match="multiple of 2"):
+        neuron.set_neuron_cores(pipeline, 0, 3)
+    with pytest.raises(PlacementError, match="valid start indexes: 0, 1, 2"):
+        neuron.set_neuron_cores(pipeline, 3, 2)
+    with pytest.raises(BadInputError, match="'nc:N'"):
+        pipeline.to("gpu:0")
+
+
+def test_calls_go_to_the_least_loaded_replica(cnn, runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    traced = neuron.trace(cnn, torch.rand(1, 3, 8, 8))
+    for _ in range(8):
+        traced(torch.rand(1, 3, 8, 8))
+    assert [counter.executions for counter in runtime.counters] == [2, 2, 2, 2]
+
+
+def test_compat_names_are_the_plugin_objects(cnn, tmp_path, python_env):
+    path = saved(cnn, tmp_path / "a.pt")
+    plain_path = tmp_path / "plain.pt"
+    torch.jit.save(torch.jit.trace(cnn, torch.rand(1, 3, 8, 8)), str(plain_path))
+    code = textwrap.dedent(f"""
+        import warnings; warnings.simplefilter("ignore")
+        import ncrt.compat, torch, torch_neuron
+        import ncrt.plugins.torch as plugin, ncrt.plugins.torch_parallel as parallel
+        assert torch.neuron is torch_neuron
+        assert torch.neuron.trace is plugin.trace and torch.neuron.DataParallel is parallel.DataParallel
+        model = torch.jit.load({path!r})
+        assert isinstance(model, plugin.NeuronModule), type(model)
+        assert isinstance(torch.jit.load({str(plain_path)!r}), torch.jit.ScriptModule)
+        print("placed", model.placement_label, model(torch.rand(1, 3, 8, 8)).shape)
+    """)
+    python_env["NEURON_RT_NUM_CORES"] = "2"
+    out = subprocess.run([sys.executable, "-c", code], env=python_env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "placed NC0-1 torch.Size([1, 5])" in out.stdout
