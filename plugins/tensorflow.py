@@ -469,6 +469,7 @@ def _patch_tensorflow(tf: types.ModuleType | None) -> None:
     """Make ``tf.keras.models.load_model`` load ncrt-compiled SavedModels (Keras 3 cannot)."""
     if tf is None:
         return None
+    configure_threads(tf)  # TF was just imported: its thread pools can still be sized
     models = tf.keras.models
     original = models.load_model
     if getattr(original, "__ncrt_wrapped__", False):
