@@ -1,0 +1,72 @@
+"""Every examples/torch script runs with the env of its ``# env:`` line and prints its placements."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "torch"
+
+EXPECTED = {
+    "dataparallel_default.py": ["model_parallel -> NC0-3", "matches the plain model"],
+    "dataparallel_device_ids.py": ["model_parallel -> NC0-2"],
+    "dataparallel_dim2.py": ["cannot enable dynamic batching: dim=2", "model_parallel -> NC0-3"],
+    "dataparallel_dynamic_batching.py": [f"batch {size}: output ({size}, 10) matches" for size in range(2, 7)],
+    "dataparallel_no_dynamic_batching.py": ["batch 8 refused", "got 8 / 4 = 2", "batch 4: output (4, 10) matches"],
+    "multiple_models_one_group.py": ["model0 -> NC0-1", "model1 -> NC0-1"],
+    "model_groups_one_process.py": ["model0 -> NC0-1", "model1 -> NC2-5", "model2 -> NC6-8", "model3 -> NC9-12"],
+    "two_processes.py": ["model0 -> NC0-1 (global nc0-1)", "model0 -> NC0-1 (global nc2-3)"],
+}
+
+
+def example_env(path: Path) -> dict[str, str]:
+    line = next(line for line in path.read_text().splitlines() if line.startswith("# env:"))
+    return dict(re.findall(r"(\w+)=(\S+)", line))
+
+
+def test_every_example_is_checked():
+    assert sorted(EXPECTED) == sorted(p.name for p in EXAMPLES.glob("*.py"))
+
+
+DRIVER = """
+import os, runpy, sys, warnings
+warnings.simplefilter("ignore")
+import ncrt
+base = dict(os.environ)
+for name, assignments in zip(sys.argv[1::2], sys.argv[2::2]):
+    os.environ.clear()
+    os.environ.update(base)
+    os.environ.update(dict(item.split("=", 1) for item in assignments.split()))
+    ncrt.reset_runtime()
+    print("=== " + name, flush=True)
+    runpy.run_path(os.path.join(EXAMPLES, name), run_name="__main__")
+"""
+
+
+@pytest.fixture(scope="module")
+def example_outputs(tmp_path_factory) -> dict[str, str]:
+    """Run every example in one interpreter (torch is imported once), each with its env."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEURON", "NCRT_"))}
+    env.update(NCRT_STATE_DIR=str(tmp_path_factory.mktemp("state")), PYTHONWARNINGS="ignore")
+    args = []
+    for name in sorted(EXPECTED):
+        args += [name, " ".join(f"{k}={v}" for k, v in example_env(EXAMPLES / name).items())]
+    code = DRIVER.replace("EXAMPLES", repr(str(EXAMPLES)))
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    parts = re.split(r"^=== (\S+)$", out.stdout, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs_and_prints_its_placement(name, example_outputs):
+    for expected in EXPECTED[name]:
+        assert expected in example_outputs[name], example_outputs[name]
