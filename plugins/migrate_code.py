@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
-from ncrt.errors import ConfigError
+from ncrt.errors import ConfigError, FrameworkMissingError
 
 from .ncg import VARIABLE, GroupLayout, layout_of
 
@@ -282,7 +282,10 @@ def _layout_for(path: str, values: Sequence[str], given: GroupLayout | None,
 
 def migrate_python(path: str, source: str, layout: GroupLayout | None = None) -> FileMigration:
     """Rewrite one Python source; ``layout`` is used when the file sets no sizes itself."""
-    import libcst
+    try:
+        import libcst
+    except ImportError:
+        raise FrameworkMissingError("libcst", "tools") from None
     from libcst.metadata import MetadataWrapper
 
     try:
