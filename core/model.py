@@ -30,15 +30,24 @@ class Model:
 
     def __init__(self, name: str, framework: str, manifest: Manifest, payload: Any, *,
                  inline: bool = True) -> None:
+        self.serial = next(_serial)
         self.name = name
         self.framework = framework
         self.manifest = manifest
         self.payload = payload
-        self.uid = f"{name}#{next(_serial)}"
         self.replicas: dict[int, Any] = {}
         self.replica_lock = threading.Lock()
         self.inline = inline
         self.execute_impl: Any = None  # the ncrt_execute implementation that answers, once known
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        self._name = name
+        self.uid = f"{name}#{self.serial}"  # unique in the process; kept in step with the name
 
     def replica_for(self, core: int, make: Any) -> Any:
         """The per-core instance for ``core``, made once with ``make()``."""

@@ -311,3 +311,9 @@ def test_reset_releases_cores_for_the_next_runtime(runtime_env):
     ncrt.reset_runtime()
     assert first.reservation.held is False
     assert len(ncrt.get_runtime().cores) == 4
+
+
+def test_a_name_given_at_load_names_the_model_everywhere(runtime_env):
+    runtime = runtime_env()
+    model = runtime.load(lambda: 1, name="resnet")
+    assert model.model.uid.startswith("resnet#") and "resnet#" in repr(model)
