@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sys
 import zipfile
 from pathlib import Path
 from typing import IO, Any, Sequence, Union
@@ -46,8 +47,8 @@ class TorchAdapter(Adapter):
     pip_extra = "torch"
 
     def is_tensor(self, value: Any) -> bool:
-        tensor_type = getattr(type(value), "__module__", "") or ""
-        return tensor_type.startswith("torch") and _torch().is_tensor(value)
+        torch = sys.modules.get("torch")  # no torch imported: nothing can be a torch tensor
+        return torch is not None and isinstance(value, torch.Tensor)
 
     def size(self, tensor: Any, dim: int) -> int:
         self._check_dim(tuple(tensor.shape), dim)

@@ -34,7 +34,7 @@ from types import ModuleType
 from typing import IO, Any, Callable, Iterator, NamedTuple, Union
 
 from ncrt.adapters.torch import ADAPTER, MANIFEST_EXTRA, manifest_text_in_archive, payload_sha256
-from ncrt.batching import tensors_in
+from ncrt.batching import even_bounds, tensors_in
 from ncrt.errors import BadInputError, FrameworkMissingError, HashMismatchError, ModelLoadError
 from ncrt.hookspecs import hookimpl
 from ncrt.manifest import Manifest, parse_compiler_args
@@ -47,6 +47,7 @@ __all__ = [
     "DEFAULT_REPLICAS",
     "FRAMEWORK",
     "NeuronModule",
+    "ParallelRunner",
     "TorchCall",
     "TorchPayload",
     "check_inputs",
@@ -63,6 +64,7 @@ __all__ = [
 
 FRAMEWORK = "torch"
 MANIFEST_ATTRIBUTE = "ncrt_manifest"
+EXECUTOR_THREAD_PREFIX = "ncrt-nc"  # the core names its executor threads ncrt-nc<index>
 DEFAULT_REPLICAS = 4  # a 1-core model is replicated on up to 4 cores ("4x1", seed 000)
 
 FileLike = Union[str, os.PathLike, IO[bytes]]
@@ -150,6 +152,25 @@ def cpu_gate(cpus: tuple[int, ...]) -> Iterator[None]:
             lock.release()
 
 
+@contextlib.contextmanager
+def intra_op_threads(count: int) -> Iterator[None]:
+    """Run with ``count`` intra-op threads: pinned for good in a core's executor thread,
+    set and restored around the call in a caller's thread (the core runs idle-core calls inline)."""
+    if threading.current_thread().name.startswith(EXECUTOR_THREAD_PREFIX):
+        pin_intra_op_threads(count)
+        yield
+        return
+    torch = _torch()
+    previous = torch.get_num_threads()
+    if previous != count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if previous != count:
+            torch.set_num_threads(previous)
+
+
 def _replica_cpus(model: Model, core: Any) -> tuple[int, ...]:
     runtime = current_runtime()
     width = model.manifest.pipeline_cores
@@ -167,8 +188,7 @@ def ncrt_execute(model: Model, inputs: Any, core: Any) -> Any:
     module = model.replica_for(core.index, model.payload.make_replica)
     args, kwargs = inputs if isinstance(inputs, TorchCall) else (tuple(inputs), {})
     cpus = _replica_cpus(model, core)
-    pin_intra_op_threads(max(1, len(cpus)))
-    with cpu_gate(cpus), _torch().no_grad():
+    with intra_op_threads(max(1, len(cpus))), cpu_gate(cpus), _torch().no_grad():
         return module(*args, **kwargs)
 
 
@@ -255,6 +275,28 @@ def _check_shape(position: int, shape: tuple, compiled: tuple, dim: int, any_bat
     )
 
 
+class ParallelRunner(DataParallelRunner):
+    """Queues every replica's run but the first, then runs the first in the caller's thread.
+
+    (The core's runner submits replica by replica; since an idle core runs a synchronous
+    job inline, that would finish replica 0 before replica 1 even starts.)
+    """
+
+    def _run_chunks(self, chunks: list[Any]) -> list[Any]:
+        if len(chunks) == 1:
+            return [self.loaded.run(chunks[0])]
+        runs = even_bounds(len(chunks), self.replica_count)
+        runtime = self.loaded.runtime
+        queued = [runtime.submit(self.loaded, chunks[start : start + length], replica, single=False, is_async=True)
+                  for replica, (start, length) in enumerate(runs) if replica > 0]
+        start, length = runs[0]
+        outputs = list(self.loaded.run_many(chunks[start : start + length], replica=0).result())
+        for future in queued:
+            outputs.extend(future.result())
+        return outputs
+
+
+
 # --- placement --------------------------------------------------------------------------------
 
 _cores_context: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
@@ -339,7 +381,7 @@ class NeuronModule:
         self.name = name
         self.cores_choice = _cores_context.get()
         self.loaded: LoadedModel | None = None
-        self._runner: DataParallelRunner | None = None
+        self._runner: ParallelRunner | None = None
         self._lock = threading.Lock()
 
     def to_model(self) -> Model:
@@ -357,7 +399,7 @@ class NeuronModule:
             runtime = get_runtime()
             request = placement_request(self.manifest, len(runtime.cores), *choice)
             self.loaded = runtime.place(self.to_model(), request)
-            self._runner = DataParallelRunner(self.loaded, ADAPTER, dim=0, compiled_batch=self.manifest.batch_size)
+            self._runner = ParallelRunner(self.loaded, ADAPTER, dim=0, compiled_batch=self.manifest.batch_size)
             return self.loaded
 
     def placed(self) -> LoadedModel:

@@ -17,11 +17,10 @@ from ncrt.adapters.torch import ADAPTER
 from ncrt.config import format_core_set
 from ncrt.errors import BadInputError, PlacementError
 from ncrt.model import LoadedModel
-from ncrt.parallel import DataParallelRunner
 from ncrt.placement import PlacementRequest
 from ncrt.runtime import Runtime, get_runtime
 
-from .torch import NeuronModule, TorchCall, as_neuron_module, check_inputs, remember_caller_threads
+from .torch import NeuronModule, ParallelRunner, TorchCall, as_neuron_module, check_inputs, remember_caller_threads
 
 __all__ = ["DataParallel", "DynamicBatchingWarning", "resolve_device_ids", "weight_bytes"]
 
@@ -97,9 +96,11 @@ class DataParallel:
         self.device_ids = resolve_device_ids(device_ids, runtime)
         self.dim = dim
         self.compiled_batch = self._compiled_batch(dim)
-        self.loaded = runtime.place(self.module.to_model(), PlacementRequest(
+        model = self.module.to_model()
+        model.inline = False  # every replica runs in its core's executor, pinned to its CPUs once
+        self.loaded = runtime.place(model, PlacementRequest(
             cores_per_replica=1, replicas=len(self.device_ids), device_ids=self.device_ids))
-        self.runner = DataParallelRunner(self.loaded, ADAPTER, dim=dim, compiled_batch=self.compiled_batch,
+        self.runner = ParallelRunner(self.loaded, ADAPTER, dim=dim, compiled_batch=self.compiled_batch,
                                          dynamic=self._dynamic_allowed(dim))
 
     def _compiled_batch(self, dim: int) -> int:
