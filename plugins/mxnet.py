@@ -282,21 +282,25 @@ def compile(sym: Any, args: Mapping[str, Any], aux: Mapping[str, Any], inputs: M
     cores the model occupies when bound. The returned symbol carries the manifest in its
     ``__ncrt_manifest__`` attribute, kept by ``save_checkpoint``/``load_checkpoint``.
     """
-    from ncrt.adapters.mxnet import params_digest
-
     shapes = _as_shapes(inputs)
     _check_arguments(sym, args, aux, shapes)
-    flags = _compiler_flags(dict(compile_args))
+    manifest = _build_manifest(sym, args, aux, inputs, shapes, dict(compile_args))
+    return _with_manifest(sym, manifest), dict(args), dict(aux)
+
+
+def _build_manifest(sym: Any, args: Mapping[str, Any], aux: Mapping[str, Any], inputs: Mapping[str, Any],
+                    shapes: Mapping[str, tuple[int, ...]], compile_args: dict[str, Any]) -> Manifest:
+    from ncrt.adapters.mxnet import params_digest
+
+    flags = _compiler_flags(compile_args)
     first = next(iter(shapes.values()))
-    manifest = Manifest(
+    return Manifest(
         framework=FRAMEWORK, batch_size=first[0] if first else None,
         inputs=[{"name": n, "shape": list(s), "dtype": _dtype_name(inputs[n])} for n, s in shapes.items()],
         outputs=_infer_outputs(sym, args, shapes), pipeline_cores=flags["pipeline_cores"],
-        compiler_args=flags["args"], extra={"compile_args": {k: repr(v) for k, v in compile_args.items()
-                                                            if k not in ("flags", "compiler_args")}},
+        compiler_args=flags["args"], sha256=hashlib.sha256(params_digest(args, aux)).hexdigest(),
+        extra={"compile_args": {key: repr(value) for key, value in compile_args.items()}},
     )
-    manifest.sha256 = hashlib.sha256(params_digest(args, aux)).hexdigest()
-    return _with_manifest(sym, manifest), dict(args), dict(aux)
 
 
 def _dtype_name(value: Any) -> str:
@@ -345,8 +349,9 @@ class SymbolPayload:
     """
 
     def __init__(self, sym: Any, args: Mapping[str, Any], aux: Mapping[str, Any], manifest: Manifest) -> None:
+        compiled_inputs = {spec["name"] for spec in manifest.inputs}
         self.symbol_json = sym.tojson()
-        self.args = {name: _host_array(value) for name, value in args.items()}
+        self.args = {name: _host_array(value) for name, value in args.items() if name not in compiled_inputs}
         self.aux = {name: _host_array(value) for name, value in aux.items()}
         self.input_names = [name for name in sym.list_arguments() if name not in self.args]
         self.output_names = sym.list_outputs()
@@ -457,7 +462,11 @@ def _as_ndarray(name: str, value: Any, manifest: Manifest) -> Any:
     return array
 
 
-def _model_name(sym: Any) -> str:
+def _model_name(sym: Any, params: Sequence[str]) -> str:
+    """The Gluon prefix its parameters share (``modelB_dense0_weight`` -> ``modelB``), else its output."""
+    shared = os.path.commonprefix(list(params)) if len(params) > 1 else ""
+    if "_" in shared:
+        return shared[: shared.rindex("_")]
     name = sym.name or sym.list_outputs()[0]
     return name[: -len("_output")] if name.endswith("_output") else name
 
@@ -488,7 +497,7 @@ def bind(sym: Any, ctx: Any, args: Mapping[str, Any] | Sequence[Any], args_grad:
     runtime = ncrt.get_runtime()
     _verify_params(manifest, args, aux, runtime)
     payload = SymbolPayload(sym, args, aux, manifest)
-    model = Model(_model_name(sym), FRAMEWORK, manifest, payload)
+    model = Model(_model_name(sym, list(payload.args)), FRAMEWORK, manifest, payload)
     loaded = runtime.place(model, placement_request(ctx.neuron_index, manifest.pipeline_cores, runtime))
     return NeuronExecutor(loaded, ctx, payload)
 

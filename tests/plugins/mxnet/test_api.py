@@ -135,3 +135,22 @@ def test_disjoint_groups_overlap_shared_cores_do_not(mx, tmp_path, runtime_env, 
     intervals = _execution_intervals(monkeypatch)
     _run_together(models, batch)
     assert len(intervals) == 12 and _overlaps(intervals) is parallel
+
+
+def test_inputs_given_to_bind_are_still_inputs(mx, checkpoints, batch, runtime_env):
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    sym, args, aux = mx.model.load_checkpoint(checkpoints["A"], 0)
+    model = sym.bind(ctx=mx.neuron(0), args={**args, "data": mx.nd.zeros((2, 8))}, aux_states=aux)
+    assert model.loaded.name == "modelA" and model.payload.input_names == ["data"]
+    np.testing.assert_allclose(model.forward(data=batch)[0].asnumpy(), cpu_outputs(mx, checkpoints["A"], batch)[0],
+                               rtol=1e-5)
+
+
+def test_thread_defaults_only_fill_unset_variables():
+    environ = {"MXNET_CPU_WORKER_NTHREADS": "3"}
+    ncrt_mxnet.configure_thread_defaults(environ)
+    assert environ["MXNET_CPU_WORKER_NTHREADS"] == "3" and int(environ["MXNET_OMP_MAX_THREADS"]) >= 1
+    fresh: dict[str, str] = {}
+    ncrt_mxnet.configure_thread_defaults(fresh)
+    cpus = int(fresh["MXNET_CPU_WORKER_NTHREADS"])
+    assert cpus >= 1 and int(fresh["MXNET_OMP_MAX_THREADS"]) * cpus <= max(cpus, 1)

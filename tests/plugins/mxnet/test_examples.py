@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,12 +40,23 @@ def test_every_example_is_covered():
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
 
 
+@pytest.fixture(scope="module")
+def example_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """Run every example at once (each in its own process with its env); collect the results."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("NEURON", "NCRT_"))}
+    processes = {}
+    for name in sorted(EXPECTED):  # a state dir each: every example reserves all its cores
+        env = {**example_env(EXAMPLES / name, base), "NCRT_STATE_DIR": str(tmp_path_factory.mktemp("state"))}
+        processes[name] = subprocess.Popen([sys.executable, str(EXAMPLES / name)], env=env,
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return {name: subprocess.CompletedProcess(p.args, p.wait(timeout=240), *p.communicate())
+            for name, p in processes.items()}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_example(name, python, python_env):
-    path = EXAMPLES / name
-    result = subprocess.run([python, str(path)], env=example_env(path, python_env),
-                            capture_output=True, text=True, timeout=120)
+def test_example(name, example_runs):
+    result = example_runs[name]
     assert result.returncode == 0, result.stderr[-2000:]
     assert "outputs match a CPU bind" in result.stdout
     for expected in EXPECTED[name]:
