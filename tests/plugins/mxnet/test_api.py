@@ -154,3 +154,15 @@ def test_thread_defaults_only_fill_unset_variables():
     ncrt_mxnet.configure_thread_defaults(fresh)
     cpus = int(fresh["MXNET_CPU_WORKER_NTHREADS"])
     assert cpus >= 1 and int(fresh["MXNET_OMP_MAX_THREADS"]) * cpus <= max(cpus, 1)
+
+
+def test_data_parallel_runner_with_the_mxnet_adapter(mx, checkpoints, runtime_env):
+    from ncrt.adapters.mxnet import ADAPTER
+    from ncrt.parallel import DataParallelRunner
+
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge")
+    loaded = ncrt.load(checkpoints["A"], replicas=3)
+    assert loaded.placement.label == "NC0-5" and len(loaded.replicas) == 3
+    batch = mx.nd.array(np.random.default_rng(3).random((7, 8)), dtype="float32")
+    outputs = DataParallelRunner(loaded, ADAPTER, compiled_batch=2)({"data": batch})
+    np.testing.assert_allclose(outputs[0].asnumpy(), cpu_outputs(mx, checkpoints["A"], batch)[0], rtol=1e-5)
