@@ -58,9 +58,12 @@ if TYPE_CHECKING:
 __all__ = [
     "FRAMEWORK",
     "MANIFEST_ATTR",
+    "CoreBinding",
     "NeuronExecutor",
+    "SymbolPayload",
     "bind",
     "compile",
+    "configure_thread_defaults",
     "enable",
     "is_neuron_context",
     "manifest_of",
