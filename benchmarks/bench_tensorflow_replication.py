@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--role", choices=["bare", "ncrt"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.requests = args.requests or (40 if args.quick else 64)
+    args.requests = args.requests or (40 if args.quick else 32)
     args.rounds = args.rounds or (1 if args.quick else 2)
     if args.role:
         return _run_child(args)
