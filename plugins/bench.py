@@ -45,6 +45,9 @@ __all__ = [
 ]
 
 
+WARM_UP_CALLS = 3
+
+
 @dataclass(frozen=True)
 class BenchPoint:
     """One setting: user batch per call, replicas, feeding threads, dynamic batching."""
@@ -139,10 +142,19 @@ class BenchTarget:
         self.model = model
         self.specs = specs
         self.ops = _adapter_for(model.framework)
-        self.compiled_batch = compiled_batch or model.manifest.batch_size or 1
+        self.fixed_batch = compiled_batch or model.manifest.batch_size
         self._pack: Callable[[list[Any]], Any] | None = None
         self._inputs: dict[int, Any] = {}
         self.host_core = _host_core(runtime)
+
+    @property
+    def compiled_batch(self) -> int:
+        """The model's compiled batch size (1 for a model that records none)."""
+        return self.fixed_batch or 1
+
+    def chunk_for(self, point: BenchPoint) -> int:
+        """Chunk size of a point: the compiled batch, or for a model without one the batch per replica."""
+        return self.fixed_batch or -(-point.batch // point.replicas)
 
     @property
     def pipeline_cores(self) -> int:
@@ -209,10 +221,17 @@ def _timed_calls(call: Callable[[], Any], duration: float, stop_at: float | None
     return latencies
 
 
+def _warm_up(call: Callable[[], Any], duration: float) -> None:
+    """At least three calls, and calls for a tenth of the measuring time."""
+    for _ in range(WARM_UP_CALLS):
+        call()
+    _timed_calls(call, duration / 10)
+
+
 def measure_bare(target: BenchTarget, batch: int, duration: float) -> float:
     """Samples per second of the bare framework on a batch of ``batch``."""
     inputs = target.inputs(batch)
-    target.call_bare(inputs)  # warm-up
+    _warm_up(lambda: target.call_bare(inputs), duration)
     started = time.monotonic()
     latencies = _timed_calls(lambda: target.call_bare(inputs), duration)
     return len(latencies) * batch / (time.monotonic() - started)
@@ -224,8 +243,8 @@ def _skip_reason(target: BenchTarget, point: BenchPoint) -> str | None:
         return f"needs {needed} cores, this process holds {len(target.runtime.cores)}"
     if point.dynamic and not target.model.manifest.dynamic_batching:
         return "the model was compiled without dynamic batching"
-    if not point.dynamic and point.batch != point.replicas * target.compiled_batch:
-        return f"static batching needs batch = replicas x {target.compiled_batch}"
+    if not point.dynamic and point.batch != point.replicas * target.chunk_for(point):
+        return f"static batching needs batch = replicas x {target.chunk_for(point)}"
     return None
 
 
@@ -241,9 +260,9 @@ def run_point(target: BenchTarget, point: BenchPoint, duration: float) -> BenchR
     loaded = target.runtime.place(target.model, request)
     try:
         runner = DataParallelRunner(loaded, target.ops, dim=target.model.manifest.batch_dim,
-                                    compiled_batch=target.compiled_batch, dynamic=point.dynamic)
+                                    compiled_batch=target.chunk_for(point), dynamic=point.dynamic)
         inputs = target.inputs(point.batch)
-        runner(inputs)  # warm-up: replicas are made on first use
+        _warm_up(lambda: runner(inputs), duration)  # replicas are made, JITs settle
         latencies, seconds = _feed(lambda: runner(inputs), point.threads, duration)
     finally:
         loaded.unload()
@@ -391,7 +410,12 @@ def _points(args: argparse.Namespace, target: BenchTarget) -> list[BenchPoint]:
     batches = args.batch_sizes or sorted({compiled, compiled * max(replicas)})
     threads = args.threads or sorted({1, 2 * max(replicas)})
     dynamics = DYNAMIC_CHOICES[args.dynamic]
-    return [BenchPoint(b, r, t, d) for d in dynamics for r in replicas for b in batches for t in threads]
+    points = []
+    for dynamic in dynamics:
+        for count in replicas:
+            sizes = batches if dynamic or not target.fixed_batch else [count * compiled]  # static: one each
+            points.extend(BenchPoint(size, count, feeders, dynamic) for size in sizes for feeders in threads)
+    return points
 
 
 def load_target(args: argparse.Namespace) -> BenchTarget:
@@ -486,6 +510,7 @@ def ncrt_add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--input-shape", type=_shape, action="append",
                         help="per-sample shape of an input, e.g. 3,32,32 (repeat per input; default: manifest)")
     parser.add_argument("--dtype", default="float32", help="dtype of --input-shape inputs (default float32)")
-    parser.add_argument("--compiled-batch", type=int, help="chunk size for a model without a manifest batch")
+    parser.add_argument("--compiled-batch", type=int,
+                        help="chunk size for a model without a manifest batch (default: batch / replicas)")
     parser.add_argument("-p", "--plugin", action="append", help="also register this plugin module")
     parser.set_defaults(func=run)

@@ -134,9 +134,10 @@ def _chip_panel(frame: Frame, chip: int, focus: int | None) -> Any:
 def _process_table(frame: Frame, focus: int | None) -> Any:
     from rich.table import Table
 
-    table = Table(title="processes", title_justify="left", expand=False, show_lines=False)
-    for column in ("PID", "TAG", "CORES", "MODELS", "EXEC", "ERR", "p50 ms", "p99 ms", "COMMAND"):
-        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=40)
+    table = Table(title="processes", title_justify="left", expand=True, show_lines=False)
+    for column in ("PID", "TAG", "CORES", "MODELS", "EXEC", "ERR", "p50 ms", "p99 ms"):
+        table.add_column(column, no_wrap=True, overflow="ellipsis", min_width=max(len(column), 7), max_width=30)
+    table.add_column("COMMAND", no_wrap=True, overflow="ellipsis", min_width=10, ratio=1)
     for process in frame.processes:
         if focus is not None and process.pid != focus:
             continue

@@ -99,7 +99,9 @@ def test_live_view_in_a_terminal(start_worker, tools_env):
         assert "chip 3" in screen and f"NC{cores[0]}" in screen and "q quit" in screen
         tmux.wait_for("dense@NC0-1")
         tmux.send("1")
-        tmux.wait_for(f"{worker.pid} │ live")
+        screen = tmux.wait_for("dense@NC0-1 │")
+        row = next(line for line in screen.splitlines() if line.startswith(f"│ {worker.pid} "))
+        assert [cell.strip() for cell in row.split("│")[1:4]] == [str(worker.pid), "live", "0,1"]
         tmux.send("q")
         tmux.wait_for("TOP-EXIT=0", timeout=15)
     finally:
