@@ -30,9 +30,19 @@ if TYPE_CHECKING:
     from .model import Model
     from .runtime import LocalCore
 
-__all__ = ["CoreCounters", "CoreSlot", "ExecutionFuture", "Job", "CoreExecutor", "Watchdog"]
+__all__ = ["CoreCounters", "CoreSlot", "ExecutionFuture", "Job", "CoreExecutor", "Watchdog", "executor_core"]
 
 LATENCY_WINDOW = 2048
+_thread_state = threading.local()
+
+
+def executor_core() -> int | None:
+    """The per-process core index whose executor thread this is, or None in any other thread.
+
+    Plugins use it to tell a core's own thread (configured once for the core's CPUs)
+    from a caller's thread running a synchronous call inline.
+    """
+    return getattr(_thread_state, "core", None)
 
 
 @dataclass
@@ -210,6 +220,7 @@ class CoreExecutor:
         self._queue.put(None)
 
     def _work(self, generation: int) -> None:
+        _thread_state.core = self.core.index
         while generation == self._generation:
             job = self._queue.get()
             if job is None:

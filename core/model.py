@@ -120,8 +120,14 @@ class LoadedModel:
     def run(self, inputs: Any, replica: int | None = None) -> Any:
         return self.runtime.submit(self, [inputs], replica, single=True).result()
 
-    def run_many(self, calls: Sequence[Any], replica: int | None = None) -> ExecutionFuture:
-        return self.runtime.submit(self, calls, replica, single=False)
+    def run_many(self, calls: Sequence[Any], replica: int | None = None, *,
+                 asynchronous: bool = True) -> ExecutionFuture:
+        """Several calls as one job on one replica; outputs come back as a list.
+
+        ``asynchronous=False`` lets the job run in the calling thread when the replica's
+        cores are idle (and the model allows it); the future is then already done.
+        """
+        return self.runtime.submit(self, calls, replica, single=False, is_async=asynchronous)
 
     def __call__(self, *args: Any) -> Any:
         return self.run(args)

@@ -61,13 +61,16 @@ class DataParallelRunner:
         return gather(self._run_chunks(chunks), self.ops, self.dim)
 
     def _run_chunks(self, chunks: list[Any]) -> list[Any]:
+        """Queue every replica's run but the first, then run the first in this thread."""
         if len(chunks) == 1:
             return [self.loaded.run(chunks[0])]
         runs = even_bounds(len(chunks), self.replica_count)
-        futures = [
+        queued = [
             self.loaded.run_many(chunks[start : start + length], replica=replica)
-            for replica, (start, length) in enumerate(runs)
+            for replica, (start, length) in enumerate(runs) if replica > 0
         ]
+        start, length = runs[0]
+        futures = [self.loaded.run_many(chunks[start : start + length], replica=0, asynchronous=False), *queued]
         outputs: list[Any] = []
         for future in futures:
             outputs.extend(future.result())

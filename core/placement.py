@@ -10,6 +10,7 @@ per-process (the process's first reserved core is 0).
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -145,11 +146,19 @@ class PlacementTable:
                 names.remove(name)
 
 
+def _caller_stacklevel() -> int:
+    """The stacklevel of the first frame outside ncrt, so a warning points at user code."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("ncrt"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def warn_shared(name: str, cores: Iterable[int], shared: list[str]) -> None:
     if shared:
         warnings.warn(
             f"model {name!r} on {label(cores)} shares NeuronCores with {', '.join(shared)}: "
             "they cannot run in parallel and each switch between them costs a model switch",
             ModelSwitchWarning,
-            stacklevel=4,
+            stacklevel=_caller_stacklevel(),
         )

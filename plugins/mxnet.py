@@ -500,7 +500,8 @@ def bind(sym: Any, ctx: Any, args: Mapping[str, Any] | Sequence[Any], args_grad:
     runtime = ncrt.get_runtime()
     _verify_params(manifest, args, aux, runtime)
     payload = SymbolPayload(sym, args, aux, manifest)
-    model = Model(_model_name(sym, list(payload.args)), FRAMEWORK, manifest, payload)
+    # MXNet executors are not thread-safe: each is only touched by its core's executor thread.
+    model = Model(_model_name(sym, list(payload.args)), FRAMEWORK, manifest, payload, inline=False)
     loaded = runtime.place(model, placement_request(ctx.neuron_index, manifest.pipeline_cores, runtime))
     return NeuronExecutor(loaded, ctx, payload)
 
@@ -553,7 +554,7 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
     manifest = manifest_of(sym)
     if config.validate_hash:
         verify_payload(manifest, params_digest(args, aux), True)
-    return Model(Path(found[0]).name, FRAMEWORK, manifest, SymbolPayload(sym, args, aux, manifest))
+    return Model(Path(found[0]).name, FRAMEWORK, manifest, SymbolPayload(sym, args, aux, manifest), inline=False)
 
 
 @hookimpl

@@ -36,6 +36,7 @@ from typing import IO, Any, Callable, Iterator, NamedTuple, Union
 from ncrt.adapters.torch import ADAPTER, MANIFEST_EXTRA, manifest_text_in_archive, payload_sha256
 from ncrt.batching import even_bounds, tensors_in
 from ncrt.errors import BadInputError, FrameworkMissingError, HashMismatchError, ModelLoadError
+from ncrt.executor import executor_core
 from ncrt.hookspecs import hookimpl
 from ncrt.manifest import Manifest, parse_compiler_args
 from ncrt.model import LoadedModel, Model
@@ -64,7 +65,6 @@ __all__ = [
 
 FRAMEWORK = "torch"
 MANIFEST_ATTRIBUTE = "ncrt_manifest"
-EXECUTOR_THREAD_PREFIX = "ncrt-nc"  # the core names its executor threads ncrt-nc<index>
 DEFAULT_REPLICAS = 4  # a 1-core model is replicated on up to 4 cores ("4x1", seed 000)
 
 FileLike = Union[str, os.PathLike, IO[bytes]]
@@ -156,7 +156,7 @@ def cpu_gate(cpus: tuple[int, ...]) -> Iterator[None]:
 def intra_op_threads(count: int) -> Iterator[None]:
     """Run with ``count`` intra-op threads: pinned for good in a core's executor thread,
     set and restored around the call in a caller's thread (the core runs idle-core calls inline)."""
-    if threading.current_thread().name.startswith(EXECUTOR_THREAD_PREFIX):
+    if executor_core() is not None:
         pin_intra_op_threads(count)
         yield
         return
@@ -304,14 +304,22 @@ _cores_context: contextvars.ContextVar[tuple[int, int] | None] = contextvars.Con
 )
 
 
+NCG_GROUPS_KEY = "ncg_groups"  # set by the ncg plugin under NEURONCORE_GROUP_SIZES
+
+
 def placement_request(manifest: Manifest, core_count: int, start_nc: int = -1,
-                      nc_count: int = -1) -> PlacementRequest:
-    """The request for a torch model: ``nc_count`` cores from ``start_nc`` (-1: the default rule)."""
+                      nc_count: int = -1, legacy_groups: bool = False) -> PlacementRequest:
+    """The request for a torch model: ``nc_count`` cores from ``start_nc`` (-1: the default rule).
+
+    Under legacy NeuronCore Groups (``legacy_groups``: the ncg plugin set
+    ``config.extra["ncg_groups"]``) models fill the groups in load order, one model per
+    group, so the default rule asks for a single replica and the ncg plugin picks the group.
+    """
     width = manifest.pipeline_cores
     start = start_nc if start_nc >= 0 else None
     if nc_count < 0:
         room = core_count - (start or 0)
-        replicas = max(1, min(DEFAULT_REPLICAS, room)) if width == 1 else 1
+        replicas = max(1, min(DEFAULT_REPLICAS, room)) if width == 1 and not legacy_groups else 1
     elif nc_count == 0 or nc_count % width:
         raise BadInputError(
             f"nc_count={nc_count} cannot hold a model compiled for {width} NeuronCore(s); "
@@ -397,7 +405,8 @@ class NeuronModule:
             choice = cores or self.cores_choice or _cores_context.get() or (-1, -1)
             remember_caller_threads()
             runtime = get_runtime()
-            request = placement_request(self.manifest, len(runtime.cores), *choice)
+            legacy = bool(runtime.config.extra.get(NCG_GROUPS_KEY))
+            request = placement_request(self.manifest, len(runtime.cores), *choice, legacy_groups=legacy)
             self.loaded = runtime.place(self.to_model(), request)
             self._runner = ParallelRunner(self.loaded, ADAPTER, dim=0, compiled_batch=self.manifest.batch_size)
             return self.loaded

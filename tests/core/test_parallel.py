@@ -115,3 +115,27 @@ def test_static_batching_along_another_dim(runtime_env):
     runner = DataParallelRunner(loaded, ops, dim=2, dynamic=False)
     x = np.random.default_rng(1).normal(size=(1, 3, 32, 8))
     np.testing.assert_allclose(runner((x,)), x + 1)
+
+
+def test_replicas_run_at_the_same_time(runtime_env):
+    import threading
+
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge", NEURON_RT_NUM_CORES="2")
+    barrier = threading.Barrier(2, timeout=5)
+
+    def meet(x):
+        barrier.wait()  # deadlocks (BrokenBarrierError) unless both replicas run at once
+        return x
+
+    loaded = runtime.place(compiled(meet, 1), ncrt.PlacementRequest(replicas=2))
+    x = np.arange(2.0).reshape(2, 1)
+    np.testing.assert_array_equal(DataParallelRunner(loaded, ops)((x,)), x)
+
+
+def test_executor_core_tells_executor_threads_apart():
+    from ncrt.executor import executor_core
+
+    runtime = ncrt.get_runtime()
+    model = runtime.load(lambda: executor_core())
+    assert model() is None  # inline, in this thread
+    assert model.submit(()).result() == 0

@@ -79,3 +79,17 @@ def test_labels_match_the_runtime_style():
     assert label([2, 3, 4, 5]) == "NC2-5"
     assert label([0]) == "NC0"
     assert label([1, 3]) == "NC1,NC3"
+
+
+def test_the_sharing_warning_points_at_the_callers_line(runtime_env):
+    import warnings
+
+    import ncrt
+
+    runtime = runtime_env()
+    runtime.load(lambda: 0, device_ids=[0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtime.load(lambda: 0, device_ids=[0])
+    assert caught[0].category is ncrt.ModelSwitchWarning
+    assert caught[0].filename == __file__
