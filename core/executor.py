@@ -294,12 +294,14 @@ class CoreExecutor:
         job.future._finish(error=self._timeout_error(job))
 
     def _count(self, job: Job, elapsed: float, error: BaseException | None) -> None:
+        """Executions, latency and errors on the replica's first core; busy time on all of them."""
         counters = self.counters
         counters.executions += len(job.calls)
-        counters.busy_seconds += elapsed
         counters.latencies.append(elapsed)
         if error is not None:
             counters.errors += 1
+        for core in job.replica:
+            self._counters[core.index].busy_seconds += elapsed
 
     def _count_switches(self, model: Model, cores: list[int]) -> None:
         for core in cores:

@@ -317,3 +317,12 @@ def test_a_name_given_at_load_names_the_model_everywhere(runtime_env):
     runtime = runtime_env()
     model = runtime.load(lambda: 1, name="resnet")
     assert model.model.uid.startswith("resnet#") and "resnet#" in repr(model)
+
+
+def test_a_multi_core_replica_keeps_all_its_cores_busy(runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    model = runtime.load(sized(3, lambda: time.sleep(0.05)))
+    model()
+    busy = [runtime.counters[i].busy_seconds for i in range(4)]
+    assert all(seconds >= 0.04 for seconds in busy[:3]) and busy[3] == 0
+    assert [runtime.counters[i].executions for i in range(3)] == [1, 0, 0]

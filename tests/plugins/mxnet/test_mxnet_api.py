@@ -14,7 +14,7 @@ import ncrt.plugins.mxnet as ncrt_mxnet  # noqa: E402 - patches MXNet (numpy.boo
 pytest.importorskip("mxnet")
 
 import ncrt  # noqa: E402
-from conftest import bind_at, build_checkpoint, cpu_outputs  # noqa: E402
+from mxnet_models import bind_at, build_checkpoint, cpu_outputs  # noqa: E402
 from ncrt.errors import BadInputError, HashMismatchError  # noqa: E402
 
 

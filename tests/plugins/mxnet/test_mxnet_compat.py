@@ -13,7 +13,7 @@ import ncrt.plugins.mxnet  # noqa: F401 - patches MXNet (numpy.bool) when it is 
 
 pytest.importorskip("mxnet")
 
-from conftest import bind_at, cpu_outputs  # noqa: E402
+from mxnet_models import bind_at, cpu_outputs  # noqa: E402
 
 SCRIPTS = {
     "compat": "import ncrt.compat\nimport mxnet as mx\n",

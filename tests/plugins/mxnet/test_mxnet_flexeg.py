@@ -12,7 +12,7 @@ import ncrt.plugins.mxnet  # noqa: E402,F401 - patches MXNet (numpy.bool) when i
 pytest.importorskip("mxnet")
 
 import ncrt  # noqa: E402
-from conftest import bind_at, cpu_outputs  # noqa: E402
+from mxnet_models import bind_at, cpu_outputs  # noqa: E402
 from ncrt.errors import PlacementError  # noqa: E402
 
 SIX_XL = {"NCRT_INSTANCE_TYPE": "inf1.6xlarge"}
@@ -77,7 +77,7 @@ def test_num_cores_13_four_groups(mx, checkpoints, batch, runtime_env):
 
 
 def test_several_models_in_one_group_and_one_alone(mx, tmp_path, batch, runtime_env):
-    from conftest import build_checkpoint
+    from mxnet_models import build_checkpoint
 
     runtime = runtime_env(NEURON_RT_NUM_CORES="6", **SIX_XL)
     prefixes = [build_checkpoint(mx, tmp_path, str(i), 2 if i == 0 else 4) for i in range(4)]
@@ -90,7 +90,7 @@ def test_several_models_in_one_group_and_one_alone(mx, tmp_path, batch, runtime_
 
 def test_two_models_share_the_process_group(mx, tmp_path, batch, runtime_env):
     runtime_env(NEURON_RT_NUM_CORES="2", **SIX_XL)
-    from conftest import build_checkpoint
+    from mxnet_models import build_checkpoint
 
     prefixes = [build_checkpoint(mx, tmp_path, f"S{i}", 2) for i in range(2)]
     with pytest.warns(ncrt.ModelSwitchWarning):
