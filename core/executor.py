@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import os
 import queue
 import threading
 import time
@@ -34,6 +35,18 @@ __all__ = ["CoreCounters", "CoreSlot", "ExecutionFuture", "Job", "CoreExecutor",
 
 LATENCY_WINDOW = 2048
 _thread_state = threading.local()
+
+
+def pin_to_cpus(cpus: Sequence[int]) -> None:
+    """Bind the calling thread to the host CPUs backing its core (where the OS allows it).
+
+    A NeuronCore is dedicated hardware; pinning keeps each core's work on its own CPUs
+    instead of letting the scheduler pile two cores' threads onto one CPU.
+    """
+    try:
+        os.sched_setaffinity(0, cpus)  # 0: the calling thread on Linux
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def executor_core() -> int | None:
@@ -221,6 +234,7 @@ class CoreExecutor:
 
     def _work(self, generation: int) -> None:
         _thread_state.core = self.core.index
+        pin_to_cpus(self.core.cpus)
         while generation == self._generation:
             job = self._queue.get()
             if job is None:

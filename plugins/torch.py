@@ -34,7 +34,7 @@ from types import ModuleType
 from typing import IO, Any, Callable, Iterator, NamedTuple, Union
 
 from ncrt.adapters.torch import ADAPTER, MANIFEST_EXTRA, manifest_text_in_archive, payload_sha256
-from ncrt.batching import even_bounds, tensors_in
+from ncrt.batching import tensors_in
 from ncrt.errors import BadInputError, FrameworkMissingError, HashMismatchError, ModelLoadError
 from ncrt.executor import executor_core
 from ncrt.hookspecs import hookimpl
@@ -48,7 +48,6 @@ __all__ = [
     "DEFAULT_REPLICAS",
     "FRAMEWORK",
     "NeuronModule",
-    "ParallelRunner",
     "TorchCall",
     "TorchPayload",
     "check_inputs",
@@ -103,7 +102,6 @@ class TorchCall(NamedTuple):
     kwargs: dict
 
 
-_thread_state = threading.local()
 _caller_threads: int | None = None
 _cpu_locks: dict[int, threading.Lock] = {}
 _cpu_locks_guard = threading.Lock()
@@ -121,21 +119,16 @@ def remember_caller_threads() -> None:
 
 
 def pin_intra_op_threads(count: int) -> None:
-    """Give the current (executor) thread ``count`` intra-op threads, once per thread.
+    """Give the current (executor) thread ``count`` intra-op threads.
 
-    Each OS thread has its own OpenMP team, so N executors with the CPUs of their cores
-    never oversubscribe the host. torch's process-wide default is put back afterwards (from
-    a helper thread, which leaves this thread's own setting alone).
+    Checked on every execution, not once per thread: ``torch.set_num_threads`` called in
+    any other thread (the application's, or a library's) can change what this thread
+    gets, and a replica running with the host's full count oversubscribes the CPUs.
+    Comparing is cheap; setting happens only when the count has drifted.
     """
-    if getattr(_thread_state, "threads", None) == count:
-        return
     torch = _torch()
-    torch.set_num_threads(count)
-    _thread_state.threads = count
-    if _caller_threads and _caller_threads != count:
-        restore = threading.Thread(target=torch.set_num_threads, args=(_caller_threads,))
-        restore.start()
-        restore.join()
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
 
 
 @contextlib.contextmanager
@@ -275,28 +268,6 @@ def _check_shape(position: int, shape: tuple, compiled: tuple, dim: int, any_bat
     )
 
 
-class ParallelRunner(DataParallelRunner):
-    """Queues every replica's run but the first, then runs the first in the caller's thread.
-
-    (The core's runner submits replica by replica; since an idle core runs a synchronous
-    job inline, that would finish replica 0 before replica 1 even starts.)
-    """
-
-    def _run_chunks(self, chunks: list[Any]) -> list[Any]:
-        if len(chunks) == 1:
-            return [self.loaded.run(chunks[0])]
-        runs = even_bounds(len(chunks), self.replica_count)
-        runtime = self.loaded.runtime
-        queued = [runtime.submit(self.loaded, chunks[start : start + length], replica, single=False, is_async=True)
-                  for replica, (start, length) in enumerate(runs) if replica > 0]
-        start, length = runs[0]
-        outputs = list(self.loaded.run_many(chunks[start : start + length], replica=0).result())
-        for future in queued:
-            outputs.extend(future.result())
-        return outputs
-
-
-
 # --- placement --------------------------------------------------------------------------------
 
 _cores_context: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
@@ -389,7 +360,7 @@ class NeuronModule:
         self.name = name
         self.cores_choice = _cores_context.get()
         self.loaded: LoadedModel | None = None
-        self._runner: ParallelRunner | None = None
+        self._runner: DataParallelRunner | None = None
         self._lock = threading.Lock()
 
     def to_model(self) -> Model:
@@ -408,7 +379,7 @@ class NeuronModule:
             legacy = bool(runtime.config.extra.get(NCG_GROUPS_KEY))
             request = placement_request(self.manifest, len(runtime.cores), *choice, legacy_groups=legacy)
             self.loaded = runtime.place(self.to_model(), request)
-            self._runner = ParallelRunner(self.loaded, ADAPTER, dim=0, compiled_batch=self.manifest.batch_size)
+            self._runner = DataParallelRunner(self.loaded, ADAPTER, dim=0, compiled_batch=self.manifest.batch_size)
             return self.loaded
 
     def placed(self) -> LoadedModel:

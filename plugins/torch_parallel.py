@@ -20,7 +20,9 @@ from ncrt.model import LoadedModel
 from ncrt.placement import PlacementRequest
 from ncrt.runtime import Runtime, get_runtime
 
-from .torch import NeuronModule, ParallelRunner, TorchCall, as_neuron_module, check_inputs, remember_caller_threads
+from ncrt.parallel import DataParallelRunner
+
+from .torch import NeuronModule, TorchCall, as_neuron_module, check_inputs, remember_caller_threads
 
 __all__ = ["DataParallel", "DynamicBatchingWarning", "resolve_device_ids", "weight_bytes"]
 
@@ -97,10 +99,9 @@ class DataParallel:
         self.dim = dim
         self.compiled_batch = self._compiled_batch(dim)
         model = self.module.to_model()
-        model.inline = False  # every replica runs in its core's executor, pinned to its CPUs once
         self.loaded = runtime.place(model, PlacementRequest(
             cores_per_replica=1, replicas=len(self.device_ids), device_ids=self.device_ids))
-        self.runner = ParallelRunner(self.loaded, ADAPTER, dim=dim, compiled_batch=self.compiled_batch,
+        self.runner = DataParallelRunner(self.loaded, ADAPTER, dim=dim, compiled_batch=self.compiled_batch,
                                          dynamic=self._dynamic_allowed(dim))
 
     def _compiled_batch(self, dim: int) -> int:
