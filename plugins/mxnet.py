@@ -393,15 +393,16 @@ class CoreBinding:
         return executor
 
     def run(self, inputs: Mapping[str, Any]) -> list[Any]:
-        """Forward ``inputs`` (NDArrays by input name); return the finished outputs.
+        """Forward ``inputs`` (NDArrays by input name); return finished copies of the outputs.
 
-        As with a bare MXNet executor, the arrays are the executor's own outputs: this
-        model's next forward on this core overwrites them (each bind has its own).
+        Copies, because the executor's own outputs are overwritten by its next forward,
+        and one job may run several chunks through the same executor (data parallelism).
         """
         outputs = self.executor_for(inputs).forward(is_train=False, **inputs)
-        for output in outputs:
-            output.wait_to_read()
-        return list(outputs)
+        copies = [output.copy() for output in outputs]
+        for copy in copies:
+            copy.wait_to_read()
+        return copies
 
 
 class NeuronExecutor:
