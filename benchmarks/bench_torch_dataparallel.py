@@ -1,6 +1,6 @@
 """DataParallel over every core against bare torch and a hand-tuned thread pool (batch 64).
 
-Model: the small CNN of ``examples/torch/dataparallel_default.py``. Printed: images/s of
+Model: the small CNN of ``examples/torch/_cnn.py``. Printed: images/s of
 
 - bare torch: the whole batch in one call, with the best ``torch.set_num_threads`` found;
 - hand-tuned pool: a ThreadPoolExecutor over chunk sizes and worker counts, each worker
@@ -30,13 +30,13 @@ import ncrt
 from ncrt.plugins import torch as neuron
 from ncrt.plugins.torch_parallel import DataParallel
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "torch" / "dataparallel_default.py"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "torch" / "_cnn.py"
 BATCH = 64
 SHAPE = (3, 32, 32)
 
 
 def load_example_model() -> torch.nn.Module:
-    spec = importlib.util.spec_from_file_location("torch_example_default", EXAMPLE)
+    spec = importlib.util.spec_from_file_location("torch_example_cnn", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.SmallCNN().eval()

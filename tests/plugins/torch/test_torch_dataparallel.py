@@ -7,7 +7,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -16,18 +15,9 @@ import ncrt  # noqa: E402
 from ncrt.errors import BadInputError, ExecutionError, PlacementError  # noqa: E402
 from ncrt.plugins import torch as neuron  # noqa: E402
 from ncrt.plugins.torch_parallel import DataParallel, DynamicBatchingWarning  # noqa: E402
-from torch_test_models import DictModel, FailingModel, ListOutputModel, ScaledModel, SmallCNN, plain  # noqa: E402
+from torch_test_models import DictModel, FailingModel, ListOutputModel, ScaledModel, close, plain  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-def close(actual, expected):
-    np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
-
-
-@pytest.fixture
-def cnn():
-    return SmallCNN().eval()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -14,18 +13,9 @@ torch = pytest.importorskip("torch")
 import ncrt  # noqa: E402
 from ncrt.errors import BadInputError, PlacementError  # noqa: E402
 from ncrt.plugins import torch as neuron  # noqa: E402
-from torch_test_models import SmallCNN, plain  # noqa: E402
+from torch_test_models import close, plain  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-def close(actual, expected):
-    np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
-
-
-@pytest.fixture
-def cnn():
-    return SmallCNN().eval()
 
 
 def saved(cnn, path, cores=1):

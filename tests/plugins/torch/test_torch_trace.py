@@ -8,7 +8,6 @@ import subprocess
 import sys
 import zipfile
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -16,20 +15,11 @@ torch = pytest.importorskip("torch")
 import ncrt  # noqa: E402
 from ncrt.errors import BadInputError, HashMismatchError, ModelLoadError  # noqa: E402
 from ncrt.plugins import torch as neuron  # noqa: E402
-from torch_test_models import SmallCNN, plain  # noqa: E402
+from torch_test_models import close, plain  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 IMAGE = (1, 3, 8, 8)
-
-
-@pytest.fixture
-def cnn():
-    return SmallCNN().eval()
-
-
-def close(actual, expected):
-    np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_importing_the_plugin_imports_no_torch(python_env):

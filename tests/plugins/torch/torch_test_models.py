@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from typing import Dict, List, Tuple
 
 import torch
@@ -58,3 +60,8 @@ class FailingModel(torch.nn.Module):
 def plain(model: torch.nn.Module, *args):
     with torch.no_grad():
         return model.eval()(*args)
+
+
+def close(actual, expected):
+    """ncrt's output equals the plain model's, within float tolerance."""
+    np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
