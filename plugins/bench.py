@@ -143,7 +143,6 @@ class BenchTarget:
         self.specs = specs
         self.ops = _adapter_for(model.framework)
         self.fixed_batch = compiled_batch or model.manifest.batch_size
-        self._pack: Callable[[list[Any]], Any] | None = None
         self._inputs: dict[int, Any] = {}
         self.host_core = _host_core(runtime)
 
@@ -165,8 +164,8 @@ class BenchTarget:
         if batch not in self._inputs:
             rng = np.random.default_rng(batch)
             arrays = [self._array(rng, shape, dtype, batch) for shape, dtype in self.specs]
-            tensors = [self.ops.from_numpy(array) for array in arrays]
-            self._inputs[batch] = self._packing(tensors)(tensors)
+            # every plugin's ncrt_execute takes the positional inputs as a tuple
+            self._inputs[batch] = tuple(self.ops.from_numpy(array) for array in arrays)
         return self._inputs[batch]
 
     def _array(self, rng: np.random.Generator, shape: list[int], dtype: str, batch: int) -> np.ndarray:
@@ -175,22 +174,6 @@ class BenchTarget:
         if np.dtype(dtype).kind in "iub":
             return rng.integers(0, 2, size=full).astype(dtype)
         return rng.standard_normal(full).astype(dtype)
-
-    def _packing(self, tensors: list[Any]) -> Callable[[list[Any]], Any]:
-        """How the model's plugin takes inputs: positional tuple, or (args, kwargs); tried once."""
-        if self._pack is None:
-            errors = []
-            for pack in (tuple, lambda items: (tuple(items), {})):
-                try:
-                    self.call_bare(pack(tensors))
-                except Exception as error:  # noqa: BLE001 - the next convention is tried
-                    errors.append(f"{type(error).__name__}: {error}")
-                    continue
-                self._pack = pack
-                break
-            else:
-                raise ModelLoadError(f"model {self.model.name!r} rejected the bench inputs: {'; '.join(errors)}")
-        return self._pack
 
     def call_bare(self, inputs: Any) -> Any:
         """The model called directly in this thread through its plugin, on all host CPUs."""
