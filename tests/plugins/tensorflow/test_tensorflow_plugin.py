@@ -161,6 +161,21 @@ def test_feed_returns_outputs_in_order(models, runtime_env):
         assert_matches(models["keras"], out, x)
 
 
+def test_feed_can_coalesce_small_requests_into_larger_calls(models, runtime_env):
+    runtime_env(NEURON_RT_NUM_CORES="2")
+    model = tfn.auto_multicore(models["dirs"]["traced"], num_cores=2)
+    calls = []
+    def counted(x):
+        calls.append(len(x))
+        return model(x)
+    stream = [batch(1 + i % 4, seed=i) for i in range(12)]  # 30 rows in 12 requests
+    outputs = tfn.feed(counted, stream, threads=2, max_batch=8)
+    assert len(outputs) == len(stream) and max(calls) <= 8 and len(calls) < len(stream)
+    assert sum(calls) == sum(len(x) for x in stream)
+    for x, out in zip(stream, outputs):
+        assert_matches(models["keras"], out, x)  # each request gets its own rows back
+
+
 def test_cli_writes_a_self_replicating_model(models, runtime_env, tmp_path, capsys):
     target = tmp_path / "replicating"
     assert ncrt_main(["tf-auto-multicore", str(models["dirs"]["traced"]), "--num_cores", "3",
