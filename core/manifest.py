@@ -14,7 +14,7 @@ import json
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .errors import BadInputError, HashMismatchError, ModelLoadError
 
@@ -22,6 +22,7 @@ __all__ = [
     "MANIFEST_NAME",
     "Manifest",
     "parse_compiler_args",
+    "check_digest",
     "sha256_of",
     "verify_payload",
 ]
@@ -128,14 +129,23 @@ def sha256_of(payload: bytes | str | Path | Iterable[str | Path]) -> str:
 
 def verify_payload(manifest: Manifest, payload: bytes | str | Path | Iterable[str | Path], enabled: bool) -> None:
     """Raise HashMismatchError when validation is ``enabled`` and the payload's sha256 differs."""
-    if not enabled:
-        return
+    if enabled:
+        check_digest(manifest, lambda: sha256_of(payload))
+
+
+def check_digest(manifest: Manifest, digest: Callable[[], str],
+                 fix: str = "recompile it with ncrt") -> None:
+    """Compare the manifest's sha256 with ``digest()`` (a plugin's own way of hashing its payload).
+
+    Raise HashMismatchError when the manifest has no sha256 (``fix`` says how to get one)
+    or when they differ.
+    """
     if not manifest.sha256:
         raise HashMismatchError(
-            "NEURON_RT_VALIDATE_HASH=true but the model's manifest carries no sha256; "
-            "recompile it with ncrt, or set NEURON_RT_VALIDATE_HASH=false"
+            f"NEURON_RT_VALIDATE_HASH=true but the model's manifest carries no sha256; "
+            f"{fix}, or set NEURON_RT_VALIDATE_HASH=false"
         )
-    actual = sha256_of(payload)
+    actual = digest()
     if actual != manifest.sha256:
         raise HashMismatchError(
             f"compiled model payload is corrupted: sha256 {actual[:16]}... does not match "

@@ -35,10 +35,10 @@ from typing import IO, Any, Callable, Iterator, NamedTuple, Union
 
 from ncrt.adapters.torch import ADAPTER, MANIFEST_EXTRA, manifest_text_in_archive, payload_sha256
 from ncrt.batching import tensors_in
-from ncrt.errors import BadInputError, FrameworkMissingError, HashMismatchError, ModelLoadError
+from ncrt.errors import BadInputError, FrameworkMissingError, ModelLoadError
 from ncrt.executor import executor_core
 from ncrt.hookspecs import hookimpl
-from ncrt.manifest import Manifest, parse_compiler_args
+from ncrt.manifest import Manifest, check_digest, parse_compiler_args
 from ncrt.model import LoadedModel, Model
 from ncrt.parallel import DataParallelRunner
 from ncrt.placement import PlacementRequest
@@ -515,17 +515,8 @@ def _validation_on(validate_hash: bool | None) -> bool:
 def _verify(manifest: Manifest, source: Any) -> None:
     if hasattr(source, "seek"):
         source.seek(0)
-    if not manifest.sha256:
-        raise HashMismatchError(
-            "NEURON_RT_VALIDATE_HASH=true but the model's manifest carries no sha256; save it with "
-            "torch.jit.save(neuron_module, ...) or ncrt.plugins.torch.save, or set NEURON_RT_VALIDATE_HASH=false"
-        )
-    actual = payload_sha256(source)
-    if actual != manifest.sha256:
-        raise HashMismatchError(
-            f"compiled model payload is corrupted: sha256 {str(actual)[:16]}... does not match the "
-            f"manifest's {manifest.sha256[:16]}... (NEURON_RT_VALIDATE_HASH=true)"
-        )
+    fix = "save it with torch.jit.save(neuron_module, ...) or ncrt.plugins.torch.save"
+    check_digest(manifest, lambda: str(payload_sha256(source)), fix)
 
 
 def place_script(module: Any, manifest: Manifest, name: str, start_nc: int = -1,
