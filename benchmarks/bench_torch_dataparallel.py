@@ -28,7 +28,7 @@ import torch
 
 import ncrt
 from ncrt.plugins import torch as neuron
-from ncrt.plugins.torch_parallel import DataParallel
+from ncrt.plugins.torch import DataParallel
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "torch" / "_cnn.py"
 BATCH = 64

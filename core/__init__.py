@@ -22,12 +22,10 @@ and what returning ``None`` means)::
     def ncrt_load(artifact, config):
         if not isinstance(artifact, MyFormat):
             return None                     # not mine: the next plugin is asked
-        return ncrt.Model("mine", "myframework", ncrt.Manifest(framework="myframework"), artifact)
+        return ncrt.Model("mine", "myframework", ncrt.Manifest(framework="myframework"), artifact,
+                          runner=run_mine)  # the runtime calls run_mine for every execution
 
-    @ncrt.hookimpl
-    def ncrt_execute(model, inputs, core):
-        if model.framework != "myframework":
-            return None
+    def run_mine(model, inputs, core):      # in core.index's executor thread, on core.cpus
         return model.payload.run(*inputs)
 
 Publish it under the ``ncrt`` entry-point group (``[project.entry-points.ncrt]``

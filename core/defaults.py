@@ -34,7 +34,7 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
         return artifact
     if callable(artifact):
         name = getattr(artifact, "__name__", type(artifact).__name__)
-        return Model(name, PYTHON, Manifest(framework=PYTHON), artifact)
+        return Model(name, PYTHON, Manifest(framework=PYTHON), artifact)  # runs with call_payload
     return None
 
 
@@ -54,10 +54,3 @@ def ncrt_placement(model: Model, request: PlacementRequest, runtime: Runtime) ->
     else:
         cores = table.next_group(request.size)
     return Placement(cores=cores, cores_per_replica=request.cores_per_replica)
-
-
-@hookimpl(trylast=True)
-def ncrt_execute(model: Model, inputs: Any, core: LocalCore) -> Any:
-    if model.framework == PYTHON:
-        return model.payload(*inputs)
-    return None

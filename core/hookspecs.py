@@ -53,6 +53,9 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
 
     Return ``None`` when the artifact is not of a format this plugin knows. A plugin
     that recognises the format but finds it broken raises :class:`ncrt.errors.ModelLoadError`.
+    The Model carries its ``runner(model, inputs, core)``: the runtime calls it for every
+    execution of the model, in the core's executor thread (or inline in the caller's), so
+    which plugin runs a model is decided here, once.
     """
 
 
@@ -62,15 +65,6 @@ def ncrt_placement(model: Model, request: PlacementRequest, runtime: Runtime) ->
 
     The default plugin implements runtime 2.x placement: explicit device ids, a FlexEG
     start core, or the next free group of the model's size in load order.
-    """
-
-
-@hookspec(firstresult=True)
-def ncrt_execute(model: Model, inputs: Any, core: LocalCore) -> Any:
-    """Run ``model`` on ``inputs`` on one core (in that core's executor thread).
-
-    Return the outputs, or ``None`` when the model is not this plugin's. ``core`` is the
-    first core of the replica; ``core.index`` is the per-process index.
     """
 
 

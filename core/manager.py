@@ -11,32 +11,28 @@ import pluggy
 
 from . import hookspecs
 
-__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "plugin_manager", "shared_plugin_manager", "short_name"]
+__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "plugin_manager", "shared_plugin_manager"]
 
 ENTRY_POINT_GROUP = "ncrt"
 
-# Named as strings: the core never imports ncrt.plugins or ncrt.adapters directly.
-DEFAULT_PLUGINS: tuple[str, ...] = (
-    "ncrt.defaults",
-    "ncrt.records",
-    "ncrt.plugins.torch",
-    "ncrt.plugins.tensorflow",
-    "ncrt.plugins.mxnet",
-    "ncrt.plugins.ncg",
-    "ncrt.plugins.report",
-    "ncrt.plugins.launcher",
-    "ncrt.plugins.migrate",
-    "ncrt.plugins.stats",
-    "ncrt.plugins.top",
-    "ncrt.plugins.monitor",
-    "ncrt.plugins.bench",
-    "ncrt.plugins.check_model",
+# Named as strings: the core never imports ncrt.plugins or ncrt.adapters directly. Each
+# entry is (name, module): the name is what NCRT_DISABLE_PLUGINS blocks.
+DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("defaults", "ncrt.defaults"),
+    ("records", "ncrt.records"),
+    ("torch", "ncrt.plugins.torch.hooks"),
+    ("tensorflow", "ncrt.plugins.tensorflow.hooks"),
+    ("mxnet", "ncrt.plugins.mxnet.hooks"),
+    ("ncg", "ncrt.plugins.ncg.shim"),
+    ("report", "ncrt.plugins.ncg.report"),
+    ("launcher", "ncrt.plugins.ncg.launcher"),
+    ("migrate", "ncrt.plugins.ncg.migrate"),
+    ("stats", "ncrt.plugins.tools.stats"),
+    ("top", "ncrt.plugins.tools.top"),
+    ("monitor", "ncrt.plugins.tools.monitor"),
+    ("bench", "ncrt.plugins.tools.bench"),
+    ("check_model", "ncrt.plugins.tools.check_model"),
 )
-
-
-def short_name(module_name: str) -> str:
-    """``ncrt.plugins.torch`` -> ``torch``: the name NCRT_DISABLE_PLUGINS uses."""
-    return module_name.rsplit(".", 1)[-1]
 
 
 def _blocked_names(blocked: Iterable[str] | None) -> set[str]:
@@ -46,8 +42,7 @@ def _blocked_names(blocked: Iterable[str] | None) -> set[str]:
 
 
 def _register_defaults(pm: pluggy.PluginManager, blocked: set[str]) -> None:
-    for module_name in DEFAULT_PLUGINS:
-        name = short_name(module_name)
+    for name, module_name in DEFAULT_PLUGINS:
         if name in blocked:
             pm.set_blocked(name)
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .manifest import Manifest
 
@@ -13,9 +13,17 @@ if TYPE_CHECKING:
     from .placement import Placement
     from .runtime import LocalCore, Runtime
 
-__all__ = ["Model", "LoadedModel"]
+__all__ = ["Model", "LoadedModel", "Runner", "call_payload"]
+
+Runner = Callable[["Model", Any, "LocalCore"], Any]
+"""How a plugin runs its model on one core: ``runner(model, inputs, core) -> outputs``."""
 
 _serial = itertools.count(1)
+
+
+def call_payload(model: Model, inputs: Any, core: LocalCore) -> Any:
+    """The default runner: the payload is a callable taking the positional inputs."""
+    return model.payload(*inputs)
 
 
 class Model:
@@ -26,10 +34,15 @@ class Model:
     (keyed by per-process core index). ``inline``: synchronous calls may run in the
     caller's thread while it holds the core (set it False for frameworks whose objects
     must only be touched by one thread, like MXNet executors).
+
+    ``runner(model, inputs, core)`` runs the model on one core, in that core's executor
+    thread (or inline in a caller's thread): the loading plugin hands it over with the
+    model, so the runtime never asks the plugins again on the per-call path. The default,
+    :func:`call_payload`, calls the payload with the positional inputs.
     """
 
     def __init__(self, name: str, framework: str, manifest: Manifest, payload: Any, *,
-                 inline: bool = True) -> None:
+                 runner: Runner | None = None, inline: bool = True) -> None:
         self.serial = next(_serial)
         self.name = name
         self.framework = framework
@@ -38,7 +51,7 @@ class Model:
         self.replicas: dict[int, Any] = {}
         self.replica_lock = threading.Lock()
         self.inline = inline
-        self.execute_impl: Any = None  # the ncrt_execute implementation that answers, once known
+        self.runner = runner or call_payload
 
     @property
     def name(self) -> str:
@@ -48,6 +61,11 @@ class Model:
     def name(self, name: str) -> None:
         self._name = name
         self.uid = f"{name}#{self.serial}"  # unique in the process; kept in step with the name
+
+    def copy(self) -> Model:
+        """A new model of the same payload and runner (placed separately: a new uid)."""
+        return Model(self.name, self.framework, self.manifest, self.payload, runner=self.runner,
+                     inline=self.inline)
 
     def replica_for(self, core: int, make: Any) -> Any:
         """The per-core instance for ``core``, made once with ``make()``."""

@@ -143,21 +143,10 @@ class Runtime:
                     self._executors[index] = executor
         return executor
 
-    def _execute(self, model: Model, inputs: Any, core: LocalCore) -> Any:
-        """Run ``ncrt_execute``; the implementation that answers is remembered per model.
-
-        This is on every call's path, so the hook is resolved once per model: the first
-        implementation (in pluggy's calling order) that returns a result keeps answering.
-        """
-        answer = model.execute_impl
-        if answer is not None:
-            return answer(model=model, inputs=inputs, core=core)
-        for impl in reversed(self.pm.hook.ncrt_execute.get_hookimpls()):
-            result = impl.function(model=model, inputs=inputs, core=core)
-            if result is not None:
-                model.execute_impl = impl.function
-                return result
-        return None
+    @staticmethod
+    def _execute(model: Model, inputs: Any, core: LocalCore) -> Any:
+        """Run ``model`` with the runner its plugin handed over at load (no hook call per call)."""
+        return model.runner(model, inputs, core)
 
     def _admit(self, tokens: Tokens, what: str, limit: int) -> None:
         if tokens.take(block=self.config.queue_full == "block"):

@@ -12,9 +12,9 @@ import sys
 import ncrt, ncrt.cli, ncrt.compat
 from ncrt.manager import DEFAULT_PLUGINS
 import importlib, importlib.util
-for name in DEFAULT_PLUGINS:
-    if importlib.util.find_spec(name):
-        importlib.import_module(name)
+for _, module in DEFAULT_PLUGINS:
+    if importlib.util.find_spec(module):
+        importlib.import_module(module)
 ncrt.cli.build_parser()
 loaded = sorted(m for m in {FRAMEWORKS!r} if m in sys.modules)
 print("LOADED", loaded)

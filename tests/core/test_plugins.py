@@ -19,8 +19,8 @@ def pm():
 
 def test_the_default_behaviour_is_itself_a_registered_plugin(pm):
     assert pm.get_plugin("defaults") is sys.modules["ncrt.defaults"]
-    assert DEFAULT_PLUGINS[0] == "ncrt.defaults"
-    assert all(isinstance(name, str) for name in DEFAULT_PLUGINS)
+    assert DEFAULT_PLUGINS[0] == ("defaults", "ncrt.defaults")
+    assert all(isinstance(name, str) and isinstance(module, str) for name, module in DEFAULT_PLUGINS)
 
 
 def test_a_third_party_plugin_answers_before_the_defaults(pm, monkeypatch, tmp_path):
@@ -31,8 +31,9 @@ def test_a_third_party_plugin_answers_before_the_defaults(pm, monkeypatch, tmp_p
             return ncrt.Placement(cores=tuple(range(last, last + request.size)))
 
         @ncrt.hookimpl
-        def ncrt_execute(self, model, inputs, core):
-            return ("seen on", core.index)
+        def ncrt_load(self, artifact, config):
+            return ncrt.Model("mine", "mine", ncrt.Manifest("mine"), artifact,
+                              runner=lambda model, inputs, core: ("seen on", core.index))
 
     pm.register(Reversed(), name="reversed")
     monkeypatch.setenv("NCRT_INSTANCE_TYPE", "inf1.xlarge")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import ncrt.plugins.mxnet as ncrt_mxnet  # noqa: E402 - patches MXNet (numpy.bool) when it is imported
+from ncrt.plugins.mxnet import hooks as mxnet_hooks  # noqa: E402
 
 pytest.importorskip("mxnet")
 
@@ -33,7 +34,7 @@ def test_compile_manifest_survives_checkpoints(mx, checkpoints):
     assert manifest.pipeline_cores == 3 and manifest.batch_size == 2
     assert manifest.inputs == [{"name": "data", "shape": [2, 8], "dtype": "float32"}]
     assert manifest.outputs[0]["shape"] == [2, 4] and manifest.sha256
-    assert ncrt_mxnet.ncrt_read_manifest(checkpoints["C"]).pipeline_cores == 3
+    assert mxnet_hooks.ncrt_read_manifest(checkpoints["C"]).pipeline_cores == 3
 
 
 def test_compile_rejects_missing_inputs_and_bad_flags(mx, checkpoints):

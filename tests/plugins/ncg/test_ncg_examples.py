@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ncrt.plugins.migrate_code import migrate_python
+from ncrt.plugins.ncg.migrate_code import migrate_python
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "migration"
 PLACEMENTS = {

@@ -8,7 +8,7 @@ import pytest
 
 import ncrt
 from ncrt.errors import ConfigError, PlacementError
-from ncrt.plugins import ncg
+from ncrt.plugins.ncg import shim as ncg
 
 
 @pytest.fixture(autouse=True)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from ncrt.cli import main
-from ncrt.plugins.migrate import compare_reports
-from ncrt.plugins.migrate_code import migrate_python, migrate_shell
-from ncrt.plugins.report import read_report
+from ncrt.plugins.ncg.migrate import compare_reports
+from ncrt.plugins.ncg.migrate_code import migrate_python, migrate_shell
+from ncrt.plugins.ncg.report import read_report
 
 LEGACY_APP = """\
 import os

@@ -21,6 +21,7 @@ import ncrt  # noqa: E402
 from ncrt.cli import main as ncrt_main  # noqa: E402
 from ncrt.errors import BadInputError, HashMismatchError, PlacementError  # noqa: E402
 from ncrt.plugins import tensorflow as tfn  # noqa: E402
+from ncrt.plugins.tensorflow import hooks as tensorflow_hooks  # noqa: E402
 
 SHAPE = (12, 12, 3)
 
@@ -70,11 +71,11 @@ def test_importing_the_plugin_imports_no_tensorflow():
 
 
 def test_manifest_records_batch_pipeline_and_hash(models):
-    manifest = tfn.ncrt_read_manifest(str(models["dirs"][3]))
+    manifest = tensorflow_hooks.ncrt_read_manifest(str(models["dirs"][3]))
     assert (manifest.framework, manifest.batch_size, manifest.pipeline_cores) == ("tensorflow", 2, 3)
     assert manifest.dynamic_batching and manifest.sha256
     assert manifest.inputs[0]["shape"] == [2, *SHAPE] and manifest.inputs[0]["dtype"] == "float32"
-    assert tfn.ncrt_read_manifest(str(models["root"] / "base")) is None
+    assert tensorflow_hooks.ncrt_read_manifest(str(models["root"] / "base")) is None
 
 
 def test_four_models_land_in_consecutive_groups(models, runtime_env):

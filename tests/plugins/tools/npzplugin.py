@@ -50,12 +50,9 @@ def ncrt_load(artifact: Any, config: Any) -> ncrt.Model | None:
     manifest = Manifest.read(artifact)
     verify_payload(manifest, artifact, config.validate_hash)
     weights = np.load(Path(artifact) / "weights.npy")
-    return ncrt.Model(Path(artifact).name, FRAMEWORK, manifest, weights)
+    return ncrt.Model(Path(artifact).name, FRAMEWORK, manifest, weights, runner=run_npz)
 
 
-@ncrt.hookimpl
-def ncrt_execute(model: ncrt.Model, inputs: Any, core: Any) -> Any:
-    if model.framework != FRAMEWORK:
-        return None
+def run_npz(model: ncrt.Model, inputs: Any, core: Any) -> Any:
     (batch,) = inputs
     return np.tanh(batch @ model.payload)

@@ -14,7 +14,7 @@ import toolmodels
 from ncrt.adapters.numpy import ADAPTER
 from ncrt.errors import BadInputError
 from ncrt.parallel import DataParallelRunner
-from ncrt.plugins import bench
+from ncrt.plugins.tools import bench
 
 
 def test_points_runs_and_outputs_match_the_plain_model(runtime_env):

@@ -13,7 +13,7 @@ import pytest
 
 import ncrt
 import toolmodels
-from ncrt.plugins import stats
+from ncrt.plugins.tools import stats
 from ncrt.records import read_records
 
 
@@ -97,8 +97,8 @@ def test_killed_process_record_reads_as_dead(start_worker, tools_env, isolated_r
 def test_tool_modules_import_nothing_heavy(tools_env):
     code = (
         "import sys, ncrt.cli\n"
-        "import ncrt.plugins.stats, ncrt.plugins.top, ncrt.plugins.monitor, ncrt.plugins.bench, "
-        "ncrt.plugins.check_model\n"
+        "import ncrt.plugins.tools.stats, ncrt.plugins.tools.top, ncrt.plugins.tools.monitor, ncrt.plugins.tools.bench, "
+        "ncrt.plugins.tools.check_model\n"
         "ncrt.cli.build_parser()\n"
         "heavy = [m for m in ('rich', 'matplotlib', 'prometheus_client', 'psutil') if m in sys.modules]\n"
         "print(heavy)\n"

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ncrt.plugins.top import next_tab
+from ncrt.plugins.tools.top import next_tab
 
 
 def test_keys_switch_tabs_and_quit():

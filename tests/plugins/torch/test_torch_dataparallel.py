@@ -14,7 +14,8 @@ torch = pytest.importorskip("torch")
 import ncrt  # noqa: E402
 from ncrt.errors import BadInputError, ExecutionError, PlacementError  # noqa: E402
 from ncrt.plugins import torch as neuron  # noqa: E402
-from ncrt.plugins.torch_parallel import DataParallel, DynamicBatchingWarning  # noqa: E402
+from ncrt.plugins.torch.execute import run_on_core  # noqa: E402
+from ncrt.plugins.torch import DataParallel, DynamicBatchingWarning  # noqa: E402
 from torch_test_models import DictModel, FailingModel, ListOutputModel, ScaledModel, close, plain  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -160,7 +161,8 @@ def test_shared_weights_keep_one_copy(cnn, traced, runtime_env, shared):
 
 def _torch_model(function):
     manifest = ncrt.Manifest(framework="torch", batch_size=1, inputs=[{"shape": [1], "dtype": "float32"}])
-    return ncrt.Model(function.__name__, "torch", manifest, neuron.TorchPayload(function, True))
+    return ncrt.Model(function.__name__, "torch", manifest, neuron.TorchPayload(function, True),
+                      runner=run_on_core)
 
 
 def test_executors_run_with_the_threads_of_their_cpus_and_leave_the_caller_alone():

@@ -95,7 +95,7 @@ def test_compat_names_are_the_plugin_objects(cnn, tmp_path, python_env):
     code = textwrap.dedent(f"""
         import warnings; warnings.simplefilter("ignore")
         import ncrt.compat, torch, torch_neuron
-        import ncrt.plugins.torch as plugin, ncrt.plugins.torch_parallel as parallel
+        import ncrt.plugins.torch as plugin, ncrt.plugins.torch.parallel as parallel
         assert torch.neuron is torch_neuron
         assert torch.neuron.trace is plugin.trace and torch.neuron.DataParallel is parallel.DataParallel
         model = torch.jit.load({path!r})

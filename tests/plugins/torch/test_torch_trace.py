@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 import ncrt  # noqa: E402
 from ncrt.errors import BadInputError, HashMismatchError, ModelLoadError  # noqa: E402
 from ncrt.plugins import torch as neuron  # noqa: E402
+from ncrt.plugins.torch import hooks as torch_hooks  # noqa: E402
 from torch_test_models import close, plain  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -23,7 +24,7 @@ IMAGE = (1, 3, 8, 8)
 
 
 def test_importing_the_plugin_imports_no_torch(python_env):
-    code = "import sys, ncrt.plugins.torch, ncrt.plugins.torch_parallel, ncrt.adapters.torch; print('torch' in sys.modules)"
+    code = "import sys, ncrt.plugins.torch, ncrt.plugins.torch.parallel, ncrt.adapters.torch; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], env=python_env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -68,7 +69,7 @@ def test_save_and_load_keep_the_manifest(cnn, tmp_path):
     model = neuron.trace(cnn, torch.rand(2, 3, 8, 8), compiler_args="--neuroncore-pipeline-cores 2")
     path = tmp_path / "cnn.pt"
     torch.jit.save(model, str(path))
-    manifest = neuron.ncrt_read_manifest(str(path))
+    manifest = torch_hooks.ncrt_read_manifest(str(path))
     assert manifest.batch_size == 2 and manifest.pipeline_cores == 2 and manifest.sha256
     loaded = neuron.load(str(path))
     assert loaded.manifest.pipeline_cores == 2 and loaded.placement_label == "NC0-1"
@@ -105,7 +106,7 @@ def test_loading_a_plain_torchscript_file_is_refused(cnn, tmp_path):
     torch.jit.save(torch.jit.trace(cnn, torch.rand(*IMAGE)), str(path))
     with pytest.raises(ModelLoadError, match="without an ncrt manifest"):
         neuron.load(str(path))
-    assert neuron.ncrt_read_manifest(str(path)) is None
+    assert torch_hooks.ncrt_read_manifest(str(path)) is None
 
 
 def _corrupt(path):

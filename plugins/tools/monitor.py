@@ -6,7 +6,7 @@ from ``NEURON_PROCESS_TAG``, per-core utilization, execution summary and latency
 percentiles for the period), ``system_data`` (host vCPU and memory) and
 ``instance_info``. ``--prometheus PORT`` also serves the same figures on
 ``http://127.0.0.1:PORT/metrics`` through the official ``prometheus_client``.
-The figures come from the records each runtime publishes (:mod:`ncrt.plugins.stats`).
+The figures come from the records each runtime publishes (:mod:`ncrt.plugins.tools.stats`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ncrt.hookspecs import hookimpl
-from ncrt.plugins.stats import ProcessStats, add_survey_arguments, read_processes, sample_host, survey_target
+from .stats import ProcessStats, add_survey_arguments, read_processes, sample_host, survey_target
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ncrt.errors import ConfigError, FrameworkMissingError
 
-from .ncg import VARIABLE, GroupLayout, layout_of
+from .shim import VARIABLE, GroupLayout, layout_of
 
 if TYPE_CHECKING:
     import libcst

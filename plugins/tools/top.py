@@ -4,7 +4,7 @@ Per-core utilization bars grouped by chip, a tab per process (pid, command, core
 models) and the host's vCPU and memory, refreshed about once a second; ``q`` quits,
 ``Tab``/arrow keys or a digit switch tabs. ``--once`` prints one frame for scripts and
 tests. Drawing is done by ``rich`` (imported when the command runs); the figures come
-from the records every runtime publishes (:mod:`ncrt.plugins.stats`) and from the core
+from the records every runtime publishes (:mod:`ncrt.plugins.tools.stats`) and from the core
 locks, so cores held by any process show up, published or not.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ncrt.hookspecs import hookimpl
-from ncrt.plugins.stats import (
+from .stats import (
     ProcessStats,
     add_survey_arguments,
     probe_core_holders,

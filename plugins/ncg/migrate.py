@@ -4,7 +4,7 @@
   ``NEURONCORE_GROUP_SIZES`` (of the environment, or of the assignments given), with the
   start core of each group.
 * ``ncrt migrate code PATH ...`` prints a unified diff that rewrites the legacy usage
-  (:mod:`ncrt.plugins.migrate_code`); ``--write`` applies it.
+  (:mod:`ncrt.plugins.ncg.migrate_code`); ``--write`` applies it.
 * ``ncrt migrate check -- COMMAND ...`` runs COMMAND under its legacy settings, then
   (or ``--migrated COMMAND2``) under the translated runtime 2.x settings with
   ``NCRT_LEGACY_NCG=error``, prints both placement reports side by side and exits 1
@@ -26,7 +26,7 @@ from ncrt.errors import ConfigError
 from ncrt.hookspecs import hookimpl
 
 from .launcher import add_run_options, child_environment, command_of, run_command
-from .ncg import VARIABLE, GroupLayout, layout_of, legacy_value
+from .shim import VARIABLE, GroupLayout, layout_of, legacy_value
 from .report import read_report
 
 __all__ = ["translation", "render_env", "compare_reports", "render_comparison", "check"]

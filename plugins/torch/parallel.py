@@ -18,11 +18,11 @@ from ncrt.config import format_core_set
 from ncrt.errors import BadInputError, PlacementError
 from ncrt.model import LoadedModel
 from ncrt.placement import PlacementRequest
+from ncrt.parallel import DataParallelRunner
 from ncrt.runtime import Runtime, get_runtime
 
-from ncrt.parallel import DataParallelRunner
-
-from .torch import NeuronModule, TorchCall, as_neuron_module, check_inputs, remember_caller_threads
+from .execute import TorchCall, remember_caller_threads
+from .model import NeuronModule, as_neuron_module, check_inputs
 
 __all__ = ["DataParallel", "DynamicBatchingWarning", "resolve_device_ids", "weight_bytes"]
 

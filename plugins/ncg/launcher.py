@@ -1,6 +1,6 @@
 """``ncrt run -- COMMAND ...``: run an unmodified Neuron application under ncrt.
 
-The child gets the directory of :mod:`ncrt.plugins.boot` prepended to ``PYTHONPATH``;
+The child gets the directory of :mod:`ncrt.plugins.ncg.boot` prepended to ``PYTHONPATH``;
 its ``sitecustomize`` imports :mod:`ncrt.compat` before the application's code runs,
 so ``import torch_neuron``, ``torch.neuron``, ``tensorflow.neuron``, ``mx.neuron`` and
 ``import mx_neuron`` resolve to ncrt. Options set the instance preset
@@ -25,9 +25,9 @@ __all__ = ["boot_dir", "child_environment", "run_command", "command_of", "add_ru
 
 def boot_dir() -> Path:
     """The folder whose ``sitecustomize.py`` installs the compatibility names."""
-    import ncrt.plugins.boot
+    import ncrt.plugins.ncg.boot
 
-    return Path(ncrt.plugins.boot.__file__).resolve().parent
+    return Path(ncrt.plugins.ncg.boot.__file__).resolve().parent
 
 
 def child_environment(

@@ -14,15 +14,21 @@ import sys
 from types import ModuleType
 from typing import Any, Callable
 
-from . import torch as torch_plugin
-from . import torch_parallel
+from . import compile, model, parallel, placement
 
 __all__ = ["patch_torch", "torch_neuron_module"]
 
-_EXPORTS = (
-    "trace", "load", "save", "NeuronModule", "set_neuron_cores", "set_multicore",
-    "neuron_cores_context", "manifest_of",
-)
+_EXPORTS = {
+    "trace": compile.trace,
+    "load": model.load,
+    "save": model.save,
+    "NeuronModule": model.NeuronModule,
+    "set_neuron_cores": model.set_neuron_cores,
+    "set_multicore": model.set_multicore,
+    "neuron_cores_context": placement.neuron_cores_context,
+    "manifest_of": model.manifest_of,
+    "DataParallel": parallel.DataParallel,
+}
 
 _module: ModuleType | None = None
 
@@ -34,11 +40,10 @@ def torch_neuron_module() -> ModuleType:
         import ncrt
 
         module = ModuleType("torch_neuron", "torch-neuron API served by ncrt (ncrt.plugins.torch).")
-        for name in _EXPORTS:
-            setattr(module, name, getattr(torch_plugin, name))
-        module.DataParallel = torch_parallel.DataParallel
+        for name, value in _EXPORTS.items():
+            setattr(module, name, value)
         module.__version__ = f"1.13.1+ncrt{ncrt.__version__}"
-        module.__all__ = [*_EXPORTS, "DataParallel"]
+        module.__all__ = list(_EXPORTS)
         _module = module
     return _module
 
@@ -48,10 +53,10 @@ def _placing_load(original: Callable[..., Any]) -> Callable[..., Any]:
     def load(f: Any, map_location: Any = None, _extra_files: Any = None, **kwargs: Any) -> Any:
         if kwargs:
             return original(f, map_location, _extra_files, **kwargs)
-        module, manifest, stem = torch_plugin.load_script(f, map_location, None, _extra_files)
+        script, manifest, stem = model.load_script(f, map_location, None, _extra_files)
         if manifest is None:
-            return module
-        return torch_plugin.place_script(module, manifest, stem)
+            return script
+        return model.place_script(script, manifest, stem)
 
     load.ncrt_original = original  # type: ignore[attr-defined]
     return load

@@ -9,163 +9,39 @@ the SavedModel except the manifest. The compiled batch size is the example input
 first dimension; ``--neuroncore-pipeline-cores N`` in ``compiler_args`` is the number
 of cores one replica needs. With dynamic batching the signature's batch dimension is
 left open (``None``), so one framework call can take several compiled-batch chunks.
-
-TensorFlow is imported by :func:`import_tf`, which also fixes TF's process-wide thread
-pools the first time (see :func:`configure_threads`).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from ncrt.errors import BadInputError, FrameworkMissingError, ModelLoadError
-from ncrt.logs import get_logger
+from ncrt.errors import BadInputError, ModelLoadError
 from ncrt.manifest import MANIFEST_NAME, Manifest, parse_compiler_args, sha256_of
+
+from .execute import ENTRY, FRAMEWORK, TFPayload, import_tf, to_tensor
+from .model import load_model
 
 if TYPE_CHECKING:
     from types import ModuleType
 
 __all__ = [
     "ASSETS_EXTRA",
-    "ENTRY",
-    "FRAMEWORK",
-    "TFPayload",
-    "ThreadSettings",
+    "TracedModel",
     "compile_saved_model",
-    "configure_threads",
-    "import_tf",
     "is_compiled_dir",
     "load_payload",
     "manifest_path",
+    "model_name",
     "read_manifest",
-    "thread_settings",
-    "to_tensor",
     "trace",
-    "TracedModel",
     "write_saved_model",
 ]
 
-FRAMEWORK = "tensorflow"
 ASSETS_EXTRA = "assets.extra"
-ENTRY = "ncrt_infer"
-log = get_logger("NRT")
-
-
-# -- importing TensorFlow and its thread pools -------------------------------------------
-
-
-@dataclass
-class ThreadSettings:
-    """The TF thread pools ncrt asked for, and whether TF accepted them."""
-
-    intra_op: int = 0
-    inter_op: int = 0
-    applied: bool = False
-    reason: str = ""
-
-
-_threads = ThreadSettings()
-_tf: ModuleType | None = None
-
-
-def thread_settings() -> ThreadSettings:
-    """What :func:`configure_threads` chose (``applied`` False if TF was initialised first)."""
-    return _threads
-
-
-def _cpus_per_core() -> int:
-    """Host CPUs behind one core of this process's topology (the runtime's, if started)."""
-    from ncrt import current_runtime
-    from ncrt.config import parse_config
-    from ncrt.topology import build_topology
-
-    runtime = current_runtime()
-    topology = runtime.topology if runtime is not None else build_topology(parse_config().instance_type)
-    return max(1, min(len(core.cpus) for core in topology.cores))
-
-
-def _env_threads(name: str, default: int) -> int:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    if not text.isdigit() or int(text) < 1:
-        raise BadInputError(f"{name}={text!r} is not valid; accepted: a whole number >= 1")
-    return int(text)
-
-
-def configure_threads(tf: ModuleType | None = None) -> ThreadSettings:
-    """Size TF's process-wide pools for per-core executors; only possible before TF runs an op.
-
-    intra-op = the CPUs behind one core (each core's executor then uses only its CPUs),
-    inter-op = the host's CPUs (so the executors of different cores run side by side).
-    ``NCRT_TF_INTRA_OP_THREADS`` / ``NCRT_TF_INTER_OP_THREADS`` override them.
-    """
-    from ncrt.topology import host_cpus
-
-    tf = tf or import_tf()
-    if _threads.applied or _threads.reason:
-        return _threads
-    _threads.intra_op = _env_threads("NCRT_TF_INTRA_OP_THREADS", _cpus_per_core())
-    _threads.inter_op = _env_threads("NCRT_TF_INTER_OP_THREADS", len(host_cpus()))
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(_threads.intra_op)
-        tf.config.threading.set_inter_op_parallelism_threads(_threads.inter_op)
-        _threads.applied = True
-    except RuntimeError as error:
-        _threads.reason = f"TensorFlow was initialised before ncrt: {error}"
-        log.info("keeping TensorFlow's thread pools: %s", _threads.reason)
-    return _threads
-
-
-def import_tf() -> ModuleType:
-    """``tensorflow``, imported on first use; FrameworkMissingError when not installed."""
-    global _tf
-    if _tf is None:
-        try:
-            import tensorflow as tf
-        except ImportError:
-            raise FrameworkMissingError("tensorflow", "tensorflow") from None
-        _tf = tf
-        configure_threads(tf)
-    return _tf
-
-
-# -- the payload: a loaded SavedModel's ncrt_infer function ---------------------------------
-
-
-@dataclass
-class TFPayload:
-    """The one loaded copy of a model's weights and its inference function.
-
-    Every replica of the model runs this same function from its core's executor thread
-    (TF functions are thread-safe for inference), so N replicas cost one load.
-    """
-
-    function: Any
-    holder: Any
-    input_dtypes: list[str] = field(default_factory=list)
-
-    def run(self, inputs: Sequence[Any]) -> dict[str, np.ndarray]:
-        tf = import_tf()
-        if len(inputs) != len(self.input_dtypes):
-            raise BadInputError(
-                f"the model takes {len(self.input_dtypes)} input(s), got {len(inputs)}"
-            )
-        tensors = [to_tensor(tf, x, d) for x, d in zip(inputs, self.input_dtypes)]
-        outputs = self.function(*tensors)
-        return {name: value.numpy() for name, value in outputs.items()}
-
-
-def to_tensor(tf: ModuleType, value: Any, dtype: str) -> Any:
-    """``value`` as a tensor of ``dtype`` (cast when it holds another dtype)."""
-    if tf.is_tensor(value):
-        return value if value.dtype.name == dtype else tf.cast(value, dtype)
-    return tf.convert_to_tensor(np.asarray(value, dtype=dtype))
 
 
 def manifest_path(directory: str | Path) -> Path:
@@ -195,9 +71,6 @@ def load_payload(directory: str | Path, manifest: Manifest) -> TFPayload:
     if function is None:
         raise ModelLoadError(f"{directory} has an ncrt manifest but no {ENTRY} function; recompile it")
     return TFPayload(function, holder, [spec["dtype"] for spec in manifest.inputs])
-
-
-# -- signatures ---------------------------------------------------------------------------
 
 
 def _spec_entry(name: str, shape: Sequence[int | None], dtype: str) -> dict[str, Any]:
@@ -253,9 +126,6 @@ def _manifest(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], batch
         pipeline_cores=parsed["pipeline_cores"], dynamic_batching=bool(dynamic),
         compiler_args=parsed["args"], extra=extra,
     )
-
-
-# -- saved_model.compile ----------------------------------------------------------------
 
 
 def _signature(loaded: Any, key: str, model_dir: str | Path) -> Any:
@@ -351,9 +221,6 @@ def compile_saved_model(model_dir: str | Path, new_model_dir: str | Path,
             "pipeline_cores": manifest.pipeline_cores}
 
 
-# -- trace (TF2) ----------------------------------------------------------------------------
-
-
 def _example_list(example_inputs: Any) -> tuple[list[np.ndarray], bool]:
     """The example inputs as a list, and whether they came as one tensor."""
     if isinstance(example_inputs, (list, tuple)):
@@ -407,8 +274,6 @@ class TracedModel:
 
     def __call__(self, *inputs: Any) -> Any:
         if self._placed is None:
-            from .tensorflow import load_model
-
             self._placed = load_model(self)
         return self._placed(*inputs)
 
@@ -444,3 +309,9 @@ def trace(func_or_model: Any, example_inputs: Any, subgraph_builder_function: An
 def _dtype_of(array: np.ndarray) -> str:
     """float64 examples (numpy's default) trace as float32, as Keras does."""
     return "float32" if array.dtype == np.float64 else array.dtype.name
+
+
+def model_name(directory: Path) -> str:
+    """``rn50_compiled/1`` (a version directory) -> ``rn50_compiled``."""
+    directory = directory.resolve()
+    return directory.parent.name if directory.name.isdigit() else directory.name

@@ -6,7 +6,7 @@ Python callable (``module:name``), sweep the user batch size, the number of repl
 a fixed time with its threads feeding a :class:`ncrt.parallel.DataParallelRunner`; the
 table shows throughput (samples/s), p50/p99 latency per call and the ratio against the
 bare framework: the same model called on the same batch in the calling thread, through
-its plugin's ``ncrt_execute`` on a core backed by every host CPU (no ncrt queue, no
+its plugin's runner on a core backed by every host CPU (no ncrt queue, no
 replication). ``--latency-budget-ms`` picks the best throughput within the budget;
 ``--plot`` draws throughput against p99 latency; ``--json`` is for scripts.
 """
@@ -82,7 +82,7 @@ class BenchResult:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.update(data.pop("point"))
-        data["ratio"] = round(self.ratio, 4)
+        data["ratio"] = float(f"{self.ratio:.4g}")  # 4 significant figures, however small
         return data
 
 
@@ -164,7 +164,7 @@ class BenchTarget:
         if batch not in self._inputs:
             rng = np.random.default_rng(batch)
             arrays = [self._array(rng, shape, dtype, batch) for shape, dtype in self.specs]
-            # every plugin's ncrt_execute takes the positional inputs as a tuple
+            # every plugin's runner takes the positional inputs as a tuple
             self._inputs[batch] = tuple(self.ops.from_numpy(array) for array in arrays)
         return self._inputs[batch]
 
@@ -176,11 +176,8 @@ class BenchTarget:
         return rng.standard_normal(full).astype(dtype)
 
     def call_bare(self, inputs: Any) -> Any:
-        """The model called directly in this thread through its plugin, on all host CPUs."""
-        result = self.runtime.pm.hook.ncrt_execute(model=self.model, inputs=inputs, core=self.host_core)
-        if result is None:
-            raise ModelLoadError(f"no plugin executes {self.model.framework} model {self.model.name!r}")
-        return result
+        """The model called directly in this thread through its plugin's runner, on all host CPUs."""
+        return self.model.runner(self.model, inputs, self.host_core)
 
 
 def _host_core(runtime: Runtime) -> LocalCore:

@@ -1,0 +1,152 @@
+"""mx-neuron names on the real ``mxnet`` module: ``mx.neuron(i)``, ``mx.contrib.neuron``, neuron ``bind``.
+
+``mx.neuron(index)`` is a CPU context that carries a NeuronCore index; ``Symbol.bind`` to
+such a context is :func:`~ncrt.plugins.mxnet.model.bind`, and to any other context
+MXNet's own, untouched. :func:`enable` imports MXNet (thread defaults first, then
+``numpy.bool``) and patches it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+import threading
+from types import ModuleType, SimpleNamespace
+from typing import Any, Sequence
+
+from ncrt.adapters.mxnet import _supply_numpy_bool
+from ncrt.errors import BadInputError
+
+from .compile import compile
+from .execute import configure_thread_defaults, import_configured
+from .model import bind
+
+__all__ = ["enable", "install_import_patch", "is_neuron_context", "neuron", "patch_mxnet"]
+
+
+def enable() -> ModuleType:
+    """Import MXNet (thread defaults first, then ``numpy.bool``), patch it, return it."""
+    mx = import_configured()
+    patch_mxnet(mx)
+    return mx
+
+
+def patch_mxnet(mx: ModuleType | None) -> ModuleType | None:
+    """Give ``mx`` the mx-neuron names: ``mx.neuron``, ``mx.contrib.neuron``, neuron ``bind``.
+
+    Idempotent. ``Symbol.bind`` keeps its exact behaviour for every non-neuron context.
+    """
+    if mx is None:
+        return None
+    mx.neuron = neuron
+    contrib = getattr(mx, "contrib", None)
+    if contrib is not None and not isinstance(getattr(contrib, "neuron", None), SimpleNamespace):
+        contrib.neuron = SimpleNamespace(compile=compile, __doc__="mx-neuron compile API on ncrt")
+    _wrap_bind(mx.sym.Symbol)
+    return mx
+
+
+def _wrap_bind(symbol_class: type) -> None:
+    original = symbol_class.bind
+    if getattr(original, "_ncrt_neuron", False):
+        return
+
+    @functools.wraps(original)
+    def neuron_aware_bind(self: Any, ctx: Any, *rest: Any, **kwargs: Any) -> Any:
+        if is_neuron_context(ctx):
+            return bind(self, ctx, *rest, **kwargs)
+        return original(self, ctx, *rest, **kwargs)
+
+    neuron_aware_bind._ncrt_neuron = True  # type: ignore[attr-defined]
+    neuron_aware_bind._ncrt_original = original  # type: ignore[attr-defined]
+    symbol_class.bind = neuron_aware_bind
+
+
+class _PatchMxnetOnImport(importlib.abc.MetaPathFinder):
+    """Patches ``mxnet`` right after the application imports it (plugin imported first)."""
+
+    _busy = threading.local()
+
+    def find_spec(self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None):
+        if name != "mxnet" or getattr(self._busy, "active", False):
+            return None
+        self._busy.active = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._busy.active = False
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _PatchingLoader(spec.loader)
+        return spec
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, real: importlib.abc.Loader) -> None:
+        self.real = real
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.real.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        configure_thread_defaults()
+        _supply_numpy_bool()
+        self.real.exec_module(module)
+        patch_mxnet(module)
+
+
+def install_import_patch() -> None:
+    """Patch MXNet now if it is imported, else when it is (never importing it here)."""
+    if "mxnet" in sys.modules:
+        patch_mxnet(sys.modules["mxnet"])
+    elif not any(isinstance(finder, _PatchMxnetOnImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PatchMxnetOnImport())
+
+
+_context_class: type | None = None
+
+
+def _neuron_context_class() -> type:
+    """``NeuronContext``: an ``mx.Context`` of type cpu that carries a NeuronCore index."""
+    global _context_class
+    if _context_class is None:
+        mx = enable()
+
+        class NeuronContext(mx.Context):
+            """``mx.neuron(index)``: tensors made with it live on the host CPU."""
+
+            def __init__(self, index: int) -> None:
+                super().__init__("cpu", 0)
+                self.neuron_index = index
+
+            def __eq__(self, other: object) -> bool:
+                return isinstance(other, NeuronContext) and other.neuron_index == self.neuron_index
+
+            def __hash__(self) -> int:
+                return hash(("neuron", self.neuron_index))
+
+            def __repr__(self) -> str:
+                return f"neuron({self.neuron_index})"
+
+            def __str__(self) -> str:  # MXNet parses str(ctx) as a device: keep "cpu(0)"
+                return super().__str__()
+
+        _context_class = NeuronContext
+    return _context_class
+
+
+def neuron(index: int = 0) -> Any:
+    """``mx.neuron(index)``: the context that places a bound model from NeuronCore ``index``."""
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise BadInputError(
+            f"mx.neuron({index!r}) is not valid; accepted: a NeuronCore index, a whole number >= 0"
+        )
+    return _neuron_context_class()(index)
+
+
+def is_neuron_context(ctx: Any) -> bool:
+    """Whether ``ctx`` came from ``mx.neuron(index)``."""
+    return _context_class is not None and isinstance(ctx, _context_class)

@@ -1,0 +1,150 @@
+"""Running a TensorFlow model on a core: importing TF, its thread pools, the payload, the runner.
+
+TensorFlow is imported by :func:`import_tf`, which also fixes TF's process-wide thread
+pools the first time (see :func:`configure_threads`). Every replica of a model runs the
+one loaded ``ncrt_infer`` function (:class:`TFPayload`) from its core's executor thread.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from ncrt.errors import BadInputError, FrameworkMissingError
+from ncrt.logs import get_logger
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from ncrt.model import Model
+    from ncrt.runtime import LocalCore
+
+__all__ = [
+    "ENTRY",
+    "FRAMEWORK",
+    "TFPayload",
+    "ThreadSettings",
+    "configure_threads",
+    "import_tf",
+    "run_on_core",
+    "thread_settings",
+    "to_tensor",
+]
+
+FRAMEWORK = "tensorflow"
+ENTRY = "ncrt_infer"
+log = get_logger("NRT")
+
+
+@dataclass
+class ThreadSettings:
+    """The TF thread pools ncrt asked for, and whether TF accepted them."""
+
+    intra_op: int = 0
+    inter_op: int = 0
+    applied: bool = False
+    reason: str = ""
+
+
+_threads = ThreadSettings()
+_tf: ModuleType | None = None
+
+
+def thread_settings() -> ThreadSettings:
+    """What :func:`configure_threads` chose (``applied`` False if TF was initialised first)."""
+    return _threads
+
+
+def _cpus_per_core() -> int:
+    """Host CPUs behind one core of this process's topology (the runtime's, if started)."""
+    from ncrt import current_runtime
+    from ncrt.config import parse_config
+    from ncrt.topology import build_topology
+
+    runtime = current_runtime()
+    topology = runtime.topology if runtime is not None else build_topology(parse_config().instance_type)
+    return max(1, min(len(core.cpus) for core in topology.cores))
+
+
+def _env_threads(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise BadInputError(f"{name}={text!r} is not valid; accepted: a whole number >= 1")
+    return int(text)
+
+
+def configure_threads(tf: ModuleType | None = None) -> ThreadSettings:
+    """Size TF's process-wide pools for per-core executors; only possible before TF runs an op.
+
+    intra-op = the CPUs behind one core (each core's executor then uses only its CPUs),
+    inter-op = the host's CPUs (so the executors of different cores run side by side).
+    ``NCRT_TF_INTRA_OP_THREADS`` / ``NCRT_TF_INTER_OP_THREADS`` override them.
+    """
+    from ncrt.topology import host_cpus
+
+    tf = tf or import_tf()
+    if _threads.applied or _threads.reason:
+        return _threads
+    _threads.intra_op = _env_threads("NCRT_TF_INTRA_OP_THREADS", _cpus_per_core())
+    _threads.inter_op = _env_threads("NCRT_TF_INTER_OP_THREADS", len(host_cpus()))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(_threads.intra_op)
+        tf.config.threading.set_inter_op_parallelism_threads(_threads.inter_op)
+        _threads.applied = True
+    except RuntimeError as error:
+        _threads.reason = f"TensorFlow was initialised before ncrt: {error}"
+        log.info("keeping TensorFlow's thread pools: %s", _threads.reason)
+    return _threads
+
+
+def import_tf() -> ModuleType:
+    """``tensorflow``, imported on first use; FrameworkMissingError when not installed."""
+    global _tf
+    if _tf is None:
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise FrameworkMissingError("tensorflow", "tensorflow") from None
+        _tf = tf
+        configure_threads(tf)
+    return _tf
+
+
+@dataclass
+class TFPayload:
+    """The one loaded copy of a model's weights and its inference function.
+
+    Every replica of the model runs this same function from its core's executor thread
+    (TF functions are thread-safe for inference), so N replicas cost one load.
+    """
+
+    function: Any
+    holder: Any
+    input_dtypes: list[str] = field(default_factory=list)
+
+    def run(self, inputs: Sequence[Any]) -> dict[str, np.ndarray]:
+        tf = import_tf()
+        if len(inputs) != len(self.input_dtypes):
+            raise BadInputError(
+                f"the model takes {len(self.input_dtypes)} input(s), got {len(inputs)}"
+            )
+        tensors = [to_tensor(tf, x, d) for x, d in zip(inputs, self.input_dtypes)]
+        outputs = self.function(*tensors)
+        return {name: value.numpy() for name, value in outputs.items()}
+
+
+def to_tensor(tf: ModuleType, value: Any, dtype: str) -> Any:
+    """``value`` as a tensor of ``dtype`` (cast when it holds another dtype)."""
+    if tf.is_tensor(value):
+        return value if value.dtype.name == dtype else tf.cast(value, dtype)
+    return tf.convert_to_tensor(np.asarray(value, dtype=dtype))
+
+
+def run_on_core(model: Model, inputs: Any, core: LocalCore) -> Any:
+    """The runner of TensorFlow models: the shared TF function, in this core's executor thread."""
+    return model.payload.run(inputs)

@@ -1,0 +1,305 @@
+"""The compiled torch model: :class:`NeuronModule`, its placement on cores, save and load.
+
+A :class:`NeuronModule` wraps an ncrt-traced ScriptModule and its manifest and runs on
+NeuronCores when called (placed on first call, at load, or by :func:`set_neuron_cores`).
+``torch.jit.save(neuron_module, path)`` keeps the manifest (TorchScript extra file
+``ncrt-manifest.json``, plus a module attribute that survives any save); :func:`load`
+(or ``torch.jit.load`` after ``import ncrt.compat``) places the model at once.
+
+Placement rule: a model compiled for 1 core is replicated on ``min(4, cores)`` cores as
+one group (the Neuron default "4x1"); a pipeline model of N cores gets one group of N.
+Groups are the next free ones in load order; when none is free a model shares the
+least-shared group (``ModelSwitchWarning``). :func:`set_neuron_cores` and
+:func:`~ncrt.plugins.torch.placement.neuron_cores_context` choose the start core and the
+core count explicitly. Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import threading
+from pathlib import Path
+from typing import IO, Any, Callable, Union
+
+from ncrt import get_runtime
+from ncrt.adapters.torch import ADAPTER, MANIFEST_EXTRA, manifest_text_in_archive, payload_sha256
+from ncrt.batching import tensors_in
+from ncrt.errors import BadInputError, ModelLoadError
+from ncrt.manifest import Manifest, check_digest
+from ncrt.model import LoadedModel, Model
+from ncrt.parallel import DataParallelRunner
+
+from .execute import FRAMEWORK, TorchCall, TorchPayload, import_torch, remember_caller_threads, run_on_core
+from .placement import NCG_GROUPS_KEY, cores_choice, placement_request
+
+__all__ = [
+    "MANIFEST_ATTRIBUTE",
+    "NeuronModule",
+    "as_neuron_module",
+    "attach_manifest",
+    "check_inputs",
+    "load",
+    "load_script",
+    "manifest_of",
+    "place_script",
+    "save",
+    "set_multicore",
+    "set_neuron_cores",
+]
+
+MANIFEST_ATTRIBUTE = "ncrt_manifest"
+
+FileLike = Union[str, os.PathLike, IO[bytes]]
+
+
+def attach_manifest(module: Any, manifest: Manifest) -> None:
+    """Store the manifest inside the ScriptModule, so any save and load keeps it."""
+    text = manifest.to_json()
+    if module._c.hasattr(MANIFEST_ATTRIBUTE):
+        module._c.setattr(MANIFEST_ATTRIBUTE, text)
+    else:
+        module._c._register_attribute(MANIFEST_ATTRIBUTE, import_torch()._C.StringType.get(), text)
+
+
+def manifest_of(module: Any) -> Manifest | None:
+    """The ncrt manifest of a NeuronModule or an ncrt-traced ScriptModule, else None."""
+    if isinstance(module, NeuronModule):
+        return module.manifest
+    c_module = getattr(module, "_c", None)
+    if c_module is None or not c_module.hasattr(MANIFEST_ATTRIBUTE):
+        return None
+    return Manifest.from_json(c_module.getattr(MANIFEST_ATTRIBUTE))
+
+
+def check_inputs(manifest: Manifest, inputs: Any, dim: int, any_batch: bool) -> int:
+    """Check the tensors of ``inputs`` against the compiled shapes; return the size along ``dim``.
+
+    With ``any_batch`` the size along ``dim`` may differ from the compiled one.
+    """
+    tensors = tensors_in(inputs, ADAPTER)
+    if len(tensors) != len(manifest.inputs):
+        raise BadInputError(
+            f"the model was compiled for {len(manifest.inputs)} input tensor(s); got {len(tensors)}"
+        )
+    for position, (tensor, spec) in enumerate(zip(tensors, manifest.inputs)):
+        _check_shape(position, tuple(tensor.shape), tuple(spec["shape"]), dim, any_batch)
+    return int(tensors[0].shape[dim]) if tensors else 0
+
+
+def _check_shape(position: int, shape: tuple, compiled: tuple, dim: int, any_batch: bool) -> None:
+    free = dim % len(compiled) if compiled and any_batch else None
+    if len(shape) == len(compiled) and all(
+        size == want for axis, (size, want) in enumerate(zip(shape, compiled)) if axis != free
+    ):
+        return
+    if free is not None:
+        accepted = f"that shape with any size along dim {dim}"
+    else:
+        accepted = ("exactly that shape (a compiled model has a fixed batch size: trace with "
+                    "dynamic_batch_size=True, or use DataParallel, to run other batch sizes)")
+    raise BadInputError(
+        f"input tensor {position} has shape {shape}, but the model was compiled for {compiled}; "
+        f"accepted: {accepted}"
+    )
+
+
+def set_neuron_cores(module: Any, start_nc: int = -1, nc_count: int = -1) -> NeuronModule:
+    """Place ``module`` on ``nc_count`` cores starting at ``start_nc`` (now; replaces its placement)."""
+    neuron = as_neuron_module(module)
+    neuron.place((start_nc, nc_count))
+    return neuron
+
+
+def set_multicore(module: Any) -> NeuronModule:
+    """Replicate ``module`` on every core of the process (as many whole replicas as fit)."""
+    neuron = as_neuron_module(module)
+    cores = len(get_runtime().cores)
+    width = neuron.manifest.pipeline_cores
+    return set_neuron_cores(neuron, 0, max(width, cores - cores % width))
+
+
+def as_neuron_module(module: Any, name: str | None = None) -> NeuronModule:
+    """A NeuronModule for a NeuronModule or an ncrt-traced ScriptModule."""
+    if isinstance(module, NeuronModule):
+        return module
+    manifest = manifest_of(module)
+    if manifest is None:
+        raise BadInputError(
+            f"{type(module).__name__} is not an ncrt-compiled torch model; accepted: the result of "
+            "ncrt.plugins.torch.trace (torch.neuron.trace) or a model saved from it and loaded again"
+        )
+    return NeuronModule(module, manifest, name or getattr(module, "original_name", "model"))
+
+
+class NeuronModule:
+    """A compiled TorchScript model that runs on ncrt NeuronCores when called.
+
+    Placed on first call (or at load, or by :func:`set_neuron_cores`); see the module
+    docstring for the rule. ``torch.jit.save`` works on it and keeps the manifest.
+    Attributes it does not define (``code``, ``graph``, ``state_dict``...) are the
+    ScriptModule's.
+    """
+
+    def __init__(self, module: Any, manifest: Manifest, name: str) -> None:
+        self.script_module = module
+        self.manifest = manifest
+        self.name = name
+        self.cores_choice = cores_choice()
+        self.loaded: LoadedModel | None = None
+        self._runner: DataParallelRunner | None = None
+        self._lock = threading.Lock()
+
+    def to_model(self) -> Model:
+        """A fresh runtime Model of this module (per-core weights per NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS)."""
+        shared = get_runtime().config.multi_instance_shared_weights
+        return Model(self.name, FRAMEWORK, self.manifest, TorchPayload(self.script_module, shared), runner=run_on_core)
+
+    def place(self, cores: tuple[int, int] | None = None) -> LoadedModel:
+        """Place the module (again): on ``(start_nc, nc_count)`` or by the default rule."""
+        with self._lock:
+            if self.loaded is not None and not self.loaded.unloaded:
+                self.loaded.unload()
+            choice = cores or self.cores_choice or cores_choice() or (-1, -1)
+            remember_caller_threads()
+            runtime = get_runtime()
+            legacy = bool(runtime.config.extra.get(NCG_GROUPS_KEY))
+            request = placement_request(self.manifest, len(runtime.cores), *choice, legacy_groups=legacy)
+            self.loaded = runtime.place(self.to_model(), request)
+            self._runner = DataParallelRunner(self.loaded, ADAPTER, dim=0, compiled_batch=self.manifest.batch_size)
+            return self.loaded
+
+    def placed(self) -> LoadedModel:
+        """The current placement, made now if there is none yet."""
+        loaded = self.loaded
+        if loaded is None or loaded.unloaded or loaded.runtime.closed:
+            loaded = self.place()
+        return loaded
+
+    @property
+    def placement_label(self) -> str:
+        """Where the model runs, e.g. ``NC0-1`` (places it if needed)."""
+        return self.placed().placement.label
+
+    @property
+    def dynamic_batch_size(self) -> bool:
+        return bool(self.manifest.extra.get("dynamic_batch_size")) and self.manifest.dynamic_batching
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        loaded = self.placed()
+        inputs = TorchCall(args, kwargs)
+        size = check_inputs(self.manifest, inputs, 0, self.dynamic_batch_size)
+        if size != self.manifest.batch_size and self._runner is not None:
+            return self._runner(inputs)
+        return loaded.run(inputs)
+
+    forward = __call__
+
+    def to(self, device: Any) -> NeuronModule:
+        """``"nc:N"``/``"neuron:N"``: place one replica on core N; ``"cpu"``: leave as is."""
+        text = str(device)
+        if text == "cpu":
+            return self
+        prefix, _, index = text.partition(":")
+        if prefix not in ("nc", "neuron") or not index.isdigit():
+            raise BadInputError(f"cannot move a NeuronModule to {device!r}; accepted: 'nc:N', 'neuron:N', 'cpu'")
+        return set_neuron_cores(self, int(index), self.manifest.pipeline_cores)
+
+    def eval(self) -> NeuronModule:
+        return self
+
+    def save(self, f: FileLike, _extra_files: dict[str, Any] | None = None) -> None:
+        """What ``torch.jit.save`` calls for a path: TorchScript plus the manifest extra file."""
+        Path(f).write_bytes(self.save_to_buffer(_extra_files))
+
+    def save_to_buffer(self, _extra_files: dict[str, Any] | None = None) -> bytes:
+        """What ``torch.jit.save`` calls for a file object."""
+        manifest = copy.deepcopy(self.manifest)
+        manifest.sha256 = payload_sha256(self.script_module.save_to_buffer())
+        extra = dict(_extra_files or {})
+        extra[MANIFEST_EXTRA] = manifest.to_json()
+        return self.script_module.save_to_buffer(_extra_files=extra)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or "script_module" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["script_module"], name)
+
+    def __repr__(self) -> str:
+        where = self.loaded.placement.label if self.loaded and not self.loaded.unloaded else "not placed yet"
+        return f"<NeuronModule {self.name} batch={self.manifest.batch_size} on {where}>"
+
+
+def save(module: Any, f: FileLike) -> None:
+    """Save a NeuronModule (or ncrt-traced ScriptModule) with its manifest; same as ``torch.jit.save``."""
+    neuron = as_neuron_module(module)
+    if isinstance(f, (str, os.PathLike)):
+        neuron.save(f)
+    else:
+        f.write(neuron.save_to_buffer())
+
+
+def _read_source(f: FileLike) -> tuple[Any, str]:
+    if isinstance(f, (str, os.PathLike)):
+        return f, Path(f).stem
+    return io.BytesIO(f.read()), "model"
+
+
+def load_script(f: FileLike, map_location: Any = None, validate_hash: bool | None = None,
+                _extra_files: dict[str, Any] | None = None) -> tuple[Any, Manifest | None, str]:
+    """``torch.jit.load`` that also reads the manifest and, for an ncrt model, checks its sha256.
+
+    ``validate_hash=None`` asks the runtime (``NEURON_RT_VALIDATE_HASH``) once a manifest is found.
+    """
+    source, name = _read_source(f)
+    text = manifest_text_in_archive(source)
+    if text is not None and _validation_on(validate_hash):
+        _verify(Manifest.from_json(text), source)  # before torch reads a corrupted archive
+    if hasattr(source, "seek"):
+        source.seek(0)
+    extra = dict(_extra_files or {})
+    extra.setdefault(MANIFEST_EXTRA, "")
+    module = _original_jit_load()(source, map_location, _extra_files=extra)
+    if _extra_files is not None:
+        _extra_files.update({key: extra[key] for key in _extra_files})
+    manifest = Manifest.from_json(text) if text else manifest_of(module)
+    if text is None and manifest is not None and _validation_on(validate_hash):
+        _verify(manifest, source)
+    return module, manifest, name
+
+
+def _validation_on(validate_hash: bool | None) -> bool:
+    return get_runtime().config.validate_hash if validate_hash is None else validate_hash
+
+
+def _verify(manifest: Manifest, source: Any) -> None:
+    if hasattr(source, "seek"):
+        source.seek(0)
+    fix = "save it with torch.jit.save(neuron_module, ...) or ncrt.plugins.torch.save"
+    check_digest(manifest, lambda: str(payload_sha256(source)), fix)
+
+
+def place_script(module: Any, manifest: Manifest, name: str, start_nc: int = -1,
+                 nc_count: int = -1) -> NeuronModule:
+    """Wrap a loaded ScriptModule and place it now (the rule, or ``nc_count`` cores from ``start_nc``)."""
+    neuron = NeuronModule(module, manifest, name)
+    neuron.place((start_nc, nc_count) if (start_nc, nc_count) != (-1, -1) else None)
+    return neuron
+
+
+def load(f: FileLike, map_location: Any = None, *, start_nc: int = -1, nc_count: int = -1,
+         name: str | None = None, _extra_files: dict[str, Any] | None = None) -> NeuronModule:
+    """Load an ncrt-compiled TorchScript file and place it on cores (the rule, or the given ones)."""
+    module, manifest, stem = load_script(f, map_location, None, _extra_files)
+    if manifest is None:
+        raise ModelLoadError(
+            f"{f!r:.80} is a TorchScript model without an ncrt manifest; accepted: a model traced with "
+            "ncrt.plugins.torch.trace (torch.neuron.trace) and saved with torch.jit.save"
+        )
+    return place_script(module, manifest, name or stem, start_nc, nc_count)
+
+
+def _original_jit_load() -> Callable[..., Any]:
+    jit = import_torch().jit
+    return getattr(jit.load, "ncrt_original", jit.load)
