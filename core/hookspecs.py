@@ -9,8 +9,7 @@ is itself a plugin registered through these same hooks.
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -18,6 +17,7 @@ if TYPE_CHECKING:
     import argparse
 
     from .config import Config
+    from .imports import ModuleHook
     from .manifest import Manifest
     from .model import LoadedModel, Model
     from .placement import Placement, PlacementRequest
@@ -93,15 +93,14 @@ def ncrt_runtime_stopping(runtime: Runtime) -> None:
 
 
 @hookspec
-def ncrt_compat_modules() -> dict[str, Callable[[ModuleType | None], ModuleType | None]] | None:
+def ncrt_compat_modules() -> dict[str, ModuleHook] | None:
     """Neuron SDK module names this plugin provides once ``ncrt.compat`` is imported.
 
-    Map a module name to a function. For a name that does not exist on its own
-    (``torch_neuron``, ``tensorflow.neuron``) the function is called with ``None`` and
-    returns the module to install. For a real framework module (``torch``, ``mxnet``)
-    it is called with that module right after it is imported, and patches it (sets
-    ``torch.neuron``, ``mx.neuron``); its return value is ignored. Return ``None`` from
-    the hook when the plugin provides nothing.
+    Map a module name to a :class:`~ncrt.imports.ModuleHook`: ``create`` makes a module
+    that does not exist on its own (``torch_neuron``, ``tensorflow.neuron``); ``prepare``
+    and ``patch`` run right before and right after a real framework module (``torch``,
+    ``mxnet``) is imported, or ``patch`` at once if it already is. Return ``None`` when
+    the plugin provides nothing.
     """
 
 

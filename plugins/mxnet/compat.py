@@ -9,22 +9,18 @@ MXNet's own, untouched. :func:`enable` imports MXNet (thread defaults first, the
 from __future__ import annotations
 
 import functools
-import importlib.abc
-import importlib.machinery
-import importlib.util
-import sys
-import threading
 from types import ModuleType, SimpleNamespace
-from typing import Any, Sequence
+from typing import Any
 
 from ncrt.adapters.mxnet import _supply_numpy_bool
 from ncrt.errors import BadInputError
+from ncrt.imports import ModuleHook, install
 
 from .compile import compile
 from .execute import configure_thread_defaults, import_configured
 from .model import bind
 
-__all__ = ["enable", "install_import_patch", "is_neuron_context", "neuron", "patch_mxnet"]
+__all__ = ["MXNET_HOOK", "enable", "install_import_patch", "is_neuron_context", "neuron", "patch_mxnet"]
 
 
 def enable() -> ModuleType:
@@ -34,13 +30,11 @@ def enable() -> ModuleType:
     return mx
 
 
-def patch_mxnet(mx: ModuleType | None) -> ModuleType | None:
+def patch_mxnet(mx: ModuleType) -> ModuleType:
     """Give ``mx`` the mx-neuron names: ``mx.neuron``, ``mx.contrib.neuron``, neuron ``bind``.
 
     Idempotent. ``Symbol.bind`` keeps its exact behaviour for every non-neuron context.
     """
-    if mx is None:
-        return None
     mx.neuron = neuron
     contrib = getattr(mx, "contrib", None)
     if contrib is not None and not isinstance(getattr(contrib, "neuron", None), SimpleNamespace):
@@ -65,45 +59,20 @@ def _wrap_bind(symbol_class: type) -> None:
     symbol_class.bind = neuron_aware_bind
 
 
-class _PatchMxnetOnImport(importlib.abc.MetaPathFinder):
-    """Patches ``mxnet`` right after the application imports it (plugin imported first)."""
-
-    _busy = threading.local()
-
-    def find_spec(self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None):
-        if name != "mxnet" or getattr(self._busy, "active", False):
-            return None
-        self._busy.active = True
-        try:
-            spec = importlib.util.find_spec(name)
-        finally:
-            self._busy.active = False
-        if spec is None or spec.loader is None:
-            return None
-        spec.loader = _PatchingLoader(spec.loader)
-        return spec
+def _prepare_import() -> None:
+    """Right before MXNet executes: its thread settings and the ``numpy.bool`` it needs."""
+    configure_thread_defaults()
+    _supply_numpy_bool()
 
 
-class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, real: importlib.abc.Loader) -> None:
-        self.real = real
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self.real.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        configure_thread_defaults()
-        _supply_numpy_bool()
-        self.real.exec_module(module)
-        patch_mxnet(module)
+MXNET_HOOK = ModuleHook(prepare=_prepare_import, patch=patch_mxnet)
+"""What happens to ``mxnet`` when it is imported: thread defaults and ``numpy.bool`` first,
+the mx-neuron names after."""
 
 
 def install_import_patch() -> None:
     """Patch MXNet now if it is imported, else when it is (never importing it here)."""
-    if "mxnet" in sys.modules:
-        patch_mxnet(sys.modules["mxnet"])
-    elif not any(isinstance(finder, _PatchMxnetOnImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _PatchMxnetOnImport())
+    install({"mxnet": MXNET_HOOK})
 
 
 _context_class: type | None = None

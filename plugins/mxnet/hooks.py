@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ncrt.adapters.mxnet import params_digest
 from ncrt.errors import ModelLoadError
 from ncrt.hookspecs import hookimpl
+from ncrt.imports import ModuleHook
 from ncrt.manifest import Manifest, verify_payload
 from ncrt.model import Model
 
-from .compat import enable, patch_mxnet
+from .compat import MXNET_HOOK, enable
 from .compile import MANIFEST_ATTR, manifest_of
 from .execute import FRAMEWORK, SymbolPayload, run_on_core
 
@@ -69,6 +69,6 @@ def ncrt_read_manifest(path: str) -> Manifest | None:
 
 
 @hookimpl
-def ncrt_compat_modules() -> dict[str, Callable[[ModuleType | None], ModuleType | None]]:
+def ncrt_compat_modules() -> dict[str, ModuleHook]:
     """``mx.neuron`` and ``mx.contrib.neuron`` on the real ``mxnet`` module."""
-    return {"mxnet": patch_mxnet}
+    return {"mxnet": MXNET_HOOK}

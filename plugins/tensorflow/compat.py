@@ -32,25 +32,21 @@ _EXPORTS = {
 }
 
 
-def tensorflow_neuron_module(existing: types.ModuleType | None) -> types.ModuleType | None:
+def tensorflow_neuron_module() -> types.ModuleType:
     """The virtual ``tensorflow.neuron`` module."""
-    if existing is not None:
-        return None
     module = types.ModuleType("tensorflow.neuron", "tensorflow-neuron's API, served by ncrt")
     for name, value in _EXPORTS.items():
         setattr(module, name, value)
     return module
 
 
-def patch_tensorflow(tf: types.ModuleType | None) -> None:
+def patch_tensorflow(tf: types.ModuleType) -> None:
     """Make ``tf.keras.models.load_model`` load ncrt-compiled SavedModels (Keras 3 cannot)."""
-    if tf is None:
-        return None
     configure_threads(tf)  # TF was just imported: its thread pools can still be sized
     models = tf.keras.models
     original = models.load_model
     if getattr(original, "__ncrt_wrapped__", False):
-        return None
+        return
 
     @functools.wraps(original)
     def load_model_or_ncrt(filepath: Any, *args: Any, **kwargs: Any) -> Any:
@@ -60,4 +56,4 @@ def patch_tensorflow(tf: types.ModuleType | None) -> None:
 
     load_model_or_ncrt.__ncrt_wrapped__ = True  # type: ignore[attr-defined]
     models.load_model = load_model_or_ncrt
-    return None
+

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ncrt.hookspecs import hookimpl
+from ncrt.imports import ModuleHook
 from ncrt.manifest import Manifest, verify_payload
 from ncrt.model import Model
 
+from .compat import patch_tensorflow, tensorflow_neuron_module
 from .compile import TracedModel, is_compiled_dir, load_payload, model_name, read_manifest
 from .execute import FRAMEWORK, run_on_core
 from .parallel import write_auto_multicore
@@ -64,7 +66,9 @@ def ncrt_add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 @hookimpl
-def ncrt_compat_modules() -> dict[str, Any]:
-    from .compat import patch_tensorflow, tensorflow_neuron_module
-
-    return {"tensorflow.neuron": tensorflow_neuron_module, "tensorflow": patch_tensorflow}
+def ncrt_compat_modules() -> dict[str, ModuleHook]:
+    """``tensorflow.neuron``; importing TensorFlow sizes its pools and patches Keras loading."""
+    return {
+        "tensorflow.neuron": ModuleHook(create=tensorflow_neuron_module),
+        "tensorflow": ModuleHook(patch=patch_tensorflow),
+    }

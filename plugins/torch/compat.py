@@ -62,10 +62,8 @@ def _placing_load(original: Callable[..., Any]) -> Callable[..., Any]:
     return load
 
 
-def patch_torch(torch_module: ModuleType | None) -> None:
+def patch_torch(torch_module: ModuleType) -> None:
     """Set ``torch.neuron`` and make ``torch.jit.load`` place ncrt-compiled models (once)."""
-    if torch_module is None:
-        return
     neuron = torch_neuron_module()
     torch_module.neuron = neuron
     sys.modules.setdefault("torch.neuron", neuron)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from ncrt.adapters.torch import manifest_text_in_archive
 from ncrt.hookspecs import hookimpl
+from ncrt.imports import ModuleHook
 from ncrt.manifest import Manifest
 from ncrt.model import Model
 
+from .compat import patch_torch, torch_neuron_module
 from .execute import FRAMEWORK, TorchPayload, run_on_core
 from .model import NeuronModule, load_script, manifest_of
 
@@ -48,8 +49,6 @@ def ncrt_read_manifest(path: str) -> Manifest | None:
 
 
 @hookimpl
-def ncrt_compat_modules() -> dict[str, Callable[[ModuleType | None], ModuleType | None]]:
+def ncrt_compat_modules() -> dict[str, ModuleHook]:
     """``torch_neuron`` and ``torch.neuron``; ``torch.jit.load`` places ncrt models."""
-    from .compat import patch_torch, torch_neuron_module
-
-    return {"torch_neuron": lambda _module: torch_neuron_module(), "torch": patch_torch}
+    return {"torch_neuron": ModuleHook(create=torch_neuron_module), "torch": ModuleHook(patch=patch_torch)}
