@@ -45,6 +45,7 @@ from .manifest import Manifest
 from .model import LoadedModel, Model
 from .placement import ModelSwitchWarning, Placement, PlacementRequest
 from .runtime import LocalCore, Runtime, current_runtime, get_runtime, reset_runtime
+from .stash import Stash, StashKey
 
 __version__ = "0.1.0"
 
@@ -59,6 +60,8 @@ __all__ = [
     "Placement",
     "PlacementRequest",
     "Runtime",
+    "Stash",
+    "StashKey",
     "current_runtime",
     "errors",
     "get_runtime",

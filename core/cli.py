@@ -1,4 +1,4 @@
-"""The ``ncrt`` command. Built-in: ``ls``; plugins add theirs through ``ncrt_add_commands``."""
+"""The ``ncrt`` command. Built-in: ``ls``, ``variables``; plugins add theirs through ``ncrt_add_commands``."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__, ls
+    from . import __version__, ls, variables_command
 
     parser = argparse.ArgumentParser(prog="ncrt", description="A NeuronCore runtime for any host.")
     parser.add_argument("--version", action="version", version=f"ncrt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     ls.add_command(subparsers)
+    variables_command.add_command(subparsers)
     shared_plugin_manager().hook.ncrt_add_commands(subparsers=subparsers)
     return parser
 

@@ -7,8 +7,11 @@ The Neuron Runtime is configured through process environment variables (seed 004
 raises :class:`~ncrt.errors.ConfigError` naming the variable, the value received
 and what is accepted, and no input string raises any other exception.
 
-A variable set to an empty (or blank) string is treated as unset. The table
-:data:`VARIABLES` documents every variable; error messages and docs read it.
+A variable set to an empty (or blank) string is treated as unset. Every variable is a
+:class:`Variable` of a :class:`VariableTable`: the core's own (:data:`CORE_VARIABLES`)
+and those each plugin declares in its ``ncrt_add_variables`` hook. Parsing, validation,
+error messages and the docs' configuration table all read that one table;
+``ncrt.config.VARIABLES`` lists it for the registered plugins.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from .coreset import format_cores
 from .errors import ConfigError
 
 __all__ = [
@@ -26,15 +30,28 @@ __all__ = [
     "MAX_CORE_SET_SIZE",
     "LOG_LEVELS",
     "COMPONENTS",
+    "CORE_VARIABLES",
+    "InvalidValue",
+    "Parser",
     "Variable",
-    "VARIABLES",
+    "VARIABLES",  # noqa: F822 - computed on access from the registered plugins
+    "VariableTable",
     "Config",
-    "parse_config",
-    "parse_core_set",
-    "parse_bool",
+    "blocked_plugins",
     "check_against_topology",
+    "choice",
     "format_core_set",
     "format_nc_range",
+    "parse_bool",
+    "parse_config",
+    "parse_core_set",
+    "parse_int",
+    "parse_path",
+    "parse_positive",
+    "parse_text",
+    "parse_value",
+    "read_variable",
+    "variable_table",
 ]
 
 INT_MAX = 2**31 - 1
@@ -55,14 +72,31 @@ _TRUE_WORDS = ("true", "1")
 _FALSE_WORDS = ("false", "0")
 
 
+Parser = Callable[[str, str], object]
+"""``parse(name, text) -> value`` for a stripped, non-blank ``text``; raises :class:`InvalidValue`."""
+
+
+def parse_text(name: str, text: str) -> str:
+    """Any text, as given (stripped)."""
+    return text
+
+
 @dataclass(frozen=True)
 class Variable:
-    """One environment variable: what it does, what it accepts, its default."""
+    """One environment variable: what it does, what it accepts, its default, how it is read.
+
+    ``default`` is the default as the docs show it and ``value`` the value used when the
+    variable is unset. ``attribute`` names the :class:`Config` field of one of the core's
+    own variables; any other variable's value is in ``Config.settings``.
+    """
 
     name: str
     description: str
     accepted: str
     default: str
+    parse: Parser = parse_text
+    attribute: str | None = None
+    value: object = None
 
 
 _CORE_SET_TEXT = (
@@ -73,79 +107,13 @@ _LEVEL_TEXT = "ERROR, WARNING (or WARN), INFO, DEBUG, TRACE or QUIET, in any cas
 _LOCATION_TEXT = "console, syslog, or a file path"
 _BOOL_TEXT = "true, false, 1 or 0, in any case"
 
-VARIABLES: tuple[Variable, ...] = (
-    Variable("NEURON_RT_VISIBLE_CORES", "NeuronCores this process reserves", _CORE_SET_TEXT, "unset (all)"),
-    Variable(
-        "NEURON_RT_NUM_CORES",
-        "Number of free NeuronCores this process reserves",
-        f"an integer from 0 to {INT_MAX}; 0 means all",
-        "0",
-    ),
-    Variable("NEURON_RT_LOG_LEVEL", "Log level of every runtime component", _LEVEL_TEXT, "ERROR"),
-    Variable("NEURON_RT_LOG_LOCATION", "Where every runtime component logs", _LOCATION_TEXT, "console"),
-    *(
-        Variable(f"NEURON_RT_LOG_LEVEL_{name}", f"Log level of {name}", _LEVEL_TEXT, "NEURON_RT_LOG_LEVEL")
-        for name in COMPONENTS
-    ),
-    *(
-        Variable(f"NEURON_RT_LOG_LOCATION_{name}", f"Where {name} logs", _LOCATION_TEXT, "NEURON_RT_LOG_LOCATION")
-        for name in COMPONENTS
-    ),
-    Variable(
-        "NEURON_RT_EXEC_TIMEOUT",
-        "Execution timeout in seconds; 0 means none (decimals such as 0.5 are an ncrt extension)",
-        f"a number of seconds from 0 to {INT_MAX}, such as 30 or 0.5",
-        "30",
-    ),
-    Variable("NEURON_RT_VALIDATE_HASH", "Check a compiled model's sha256 on load", _BOOL_TEXT, "false"),
-    Variable(
-        "NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS",
-        "Share weights between instances of one model on different cores",
-        _BOOL_TEXT,
-        "false",
-    ),
-    Variable(
-        "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS",
-        "Asynchronous execution requests in flight; 0 disables",
-        f"an integer from 0 to {INT_MAX}",
-        "0",
-    ),
-    Variable("NEURON_RT_ALLOW_LEGACY_NEFF", "Run a model compiled for an older architecture", _BOOL_TEXT, "false"),
-    Variable(
-        "NEURON_MAX_NUM_INFERS",
-        "Outstanding inference requests a model accepts",
-        f"an integer from 1 to {INT_MAX}",
-        "number of cores + 3",
-    ),
-    Variable("NEURONCORE_GROUP_SIZES", "Deprecated NeuronCore Group sizes (2,4,3,4 or 4x1)", "group sizes", "unset"),
-    Variable("NCRT_INSTANCE_TYPE", "Instance type to emulate", "an instance type such as inf1.6xlarge", "the host"),
-    Variable("NCRT_STATE_DIR", "Directory of the core reservation locks", "a directory path", "a per-user temp dir"),
-    Variable("NCRT_STRICT", "Turn hardware-only warnings into errors", _BOOL_TEXT, "false"),
-    Variable("NCRT_QUEUE_FULL", "What a request does when the in-flight limit is reached", "block or error", "block"),
-    Variable("NCRT_DISABLE_PLUGINS", "Plugins not to register", "comma-separated plugin names", "none"),
-    Variable("NCRT_LEGACY_NCG", "What NEURONCORE_GROUP_SIZES does", "warn or error", "warn"),
-)
-
-_BY_NAME: dict[str, Variable] = {variable.name: variable for variable in VARIABLES}
-
-
-def _accepted(name: str) -> str:
-    """What the variable accepts, for an error message."""
-    return _BY_NAME[name].accepted
-
-
-def _fail(name: str, text: str, reason: str = "") -> ConfigError:
-    return ConfigError(name, text, _accepted(name), reason)
-
-
-def _clip(text: str, width: int = 24) -> str:
-    """A long value shortened for the reason part of a message."""
-    return text if len(text) <= width else text[:width] + "..."
-
-
 @dataclass
 class Config:
-    """The parsed configuration; plugins may adjust it in ``ncrt_configure``."""
+    """The parsed configuration; plugins may adjust it in ``ncrt_configure``.
+
+    The core's own variables have fields; every other variable's value (a plugin's, the
+    per-component log settings) is read with :meth:`setting`.
+    """
 
     visible_cores: tuple[int, ...] | None = None
     num_cores: int = 0
@@ -159,14 +127,22 @@ class Config:
     async_exec_max_inflight_requests: int = 0
     allow_legacy_neff: bool = False
     max_num_infers: int | None = None
-    group_sizes: str | None = None
     instance_type: str | None = None
     state_dir: str | None = None
     strict: bool = False
     queue_full: str = "block"
     disabled_plugins: tuple[str, ...] = ()
-    legacy_ncg: str = "warn"
-    extra: dict[str, object] = field(default_factory=dict)
+    settings: dict[str, object] = field(default_factory=dict)
+    variables: VariableTable | None = field(default=None, compare=False, repr=False)
+
+    def setting(self, name: str) -> object:
+        """The value of a variable without a field of its own (a plugin's): as set, or its default."""
+        if name in self.settings:
+            return self.settings[name]
+        variables = self.variables or variable_table()
+        if name not in variables:
+            raise KeyError(f"{name} is not a variable of any registered plugin")
+        return variables[name].value
 
     def max_inflight(self, core_count: int) -> int:
         """Outstanding requests allowed: ``NEURON_MAX_NUM_INFERS`` or cores + 3 (seed 003)."""
@@ -178,47 +154,56 @@ class Config:
 # --- scalar parsers: (variable name, stripped non-empty text) -> value -------------
 
 
-class _Invalid(Exception):
-    """Raised by the helpers below with a reason; the caller turns it into a ConfigError."""
+def _clip(text: str, width: int = 24) -> str:
+    """A long value shortened for the reason part of a message."""
+    return text if len(text) <= width else text[:width] + "..."
+
+
+class InvalidValue(ValueError):
+    """Raised by a variable's parser with the reason a value is wrong.
+
+    :func:`parse_config` turns it into a :class:`~ncrt.errors.ConfigError` naming the
+    variable, the value and what the variable accepts.
+    """
 
 
 def _index(text: str) -> int:
     """A decimal integer from 0 to INT_MAX, without int() on a huge string."""
     if not _DIGITS.fullmatch(text):
-        raise _Invalid(f"{_clip(text)!r} is not a non-negative decimal integer")
+        raise InvalidValue(f"{_clip(text)!r} is not a non-negative decimal integer")
     significant = text.lstrip("0") or "0"
     if len(significant) > len(str(INT_MAX)) or int(significant) > INT_MAX:
-        raise _Invalid(f"{_clip(text)} is larger than {INT_MAX}")
+        raise InvalidValue(f"{_clip(text)} is larger than {INT_MAX}")
     return int(significant)
 
 
 def _seconds(text: str) -> float:
     if not _DECIMAL.fullmatch(text):
-        raise _Invalid("not a non-negative number of seconds")
+        raise InvalidValue("not a non-negative number of seconds")
     _index(text.split(".", 1)[0] or "0")
     return float(text)
 
 
-def _parse_int(name: str, text: str, minimum: int = 0) -> int:
+def parse_int(name: str, text: str, minimum: int = 0) -> int:
     try:
         value = _index(text)
-    except _Invalid as invalid:
-        raise _fail(name, text, str(invalid)) from None
+    except InvalidValue as invalid:
+        raise InvalidValue(str(invalid)) from None
     if value < minimum:
-        raise _fail(name, text, f"{value} is less than {minimum}")
+        raise InvalidValue(f"{value} is less than {minimum}")
     return value
 
 
-def _parse_positive(name: str, text: str) -> int:
-    return _parse_int(name, text, minimum=1)
+def parse_positive(name: str, text: str) -> int:
+    return parse_int(name, text, minimum=1)
 
 
 def _parse_seconds(name: str, text: str) -> float:
     """Whole seconds as the runtime takes them, or a decimal (an ncrt extension)."""
     try:
         return _seconds(text)
-    except _Invalid as invalid:
-        raise _fail(name, text, str(invalid)) from None
+    except InvalidValue as invalid:
+        raise InvalidValue(str(invalid)) from None
 
 
 def parse_bool(name: str, text: str) -> bool:
@@ -236,31 +221,27 @@ def _parse_level(name: str, text: str) -> str:
     if level == "WARN":
         return "WARNING"
     if level not in LOG_LEVELS:
-        raise _fail(name, text)
+        raise InvalidValue("")
     return level
 
 
 def _parse_location(name: str, text: str) -> str:
     if text.lower() in ("console", "syslog"):
         return text.lower()
-    return _parse_path(name, text)
+    return parse_path(name, text)
 
 
-def _parse_path(name: str, text: str) -> str:
+def parse_path(name: str, text: str) -> str:
     if "\0" in text:
-        raise _fail(name, text, "a path cannot contain a NUL character")
+        raise InvalidValue("a path cannot contain a NUL character")
     return text
 
 
-def _parse_raw(name: str, text: str) -> str:
-    return text
-
-
-def _choice(*choices: str) -> Callable[[str, str], str]:
+def choice(*choices: str) -> Callable[[str, str], str]:
     def parse(name: str, text: str) -> str:
         word = text.lower()
         if word not in choices:
-            raise _fail(name, text)
+            raise InvalidValue("")
         return word
 
     return parse
@@ -278,21 +259,21 @@ def _parse_names(name: str, text: str) -> tuple[str, ...]:
 def _core_range(item: str) -> range:
     """``3`` or ``0-2`` (whitespace around either end tolerated) as a range."""
     if not item:
-        raise _Invalid("empty item in the list")
+        raise InvalidValue("empty item in the list")
     start_text, dash, end_text = (part.strip() for part in item.partition("-"))
     if dash and not (start_text and end_text):
-        raise _Invalid(f"{_clip(item)!r} is a negative index or a range without both ends")
+        raise InvalidValue(f"{_clip(item)!r} is a negative index or a range without both ends")
     start = _index(start_text)
     end = _index(end_text) if dash else start
     if end < start:
-        raise _Invalid(f"range end {end} is before start {start}")
+        raise InvalidValue(f"range end {end} is before start {start}")
     return range(start, end + 1)
 
 
 def _core_set(text: str) -> tuple[int, ...]:
     ranges = [_core_range(item.strip()) for item in text.split(",")]
     if sum(len(span) for span in ranges) > MAX_CORE_SET_SIZE:
-        raise _Invalid(f"names more than {MAX_CORE_SET_SIZE} cores")
+        raise InvalidValue(f"names more than {MAX_CORE_SET_SIZE} cores")
     return tuple(sorted({index for span in ranges for index in span}))
 
 
@@ -303,84 +284,203 @@ def parse_core_set(text: str, name: str = "NEURON_RT_VISIBLE_CORES") -> tuple[in
     """
     try:
         return _core_set(text)
-    except _Invalid as invalid:
+    except InvalidValue as invalid:
         raise ConfigError(name, text, _CORE_SET_TEXT, str(invalid)) from None
 
 
 def format_core_set(cores: Iterable[int]) -> str:
     """The compact form :func:`parse_core_set` reads back: ``0-2,5``."""
-    return ",".join(f"{start}" if start == end else f"{start}-{end}" for start, end in _runs(cores))
+    return format_cores(cores)
 
 
 def format_nc_range(cores: Iterable[int]) -> str:
     """The runtime's way of printing cores: ``nc3-nc5``, ``nc1,nc3``."""
-    return ",".join(f"nc{start}" if start == end else f"nc{start}-nc{end}" for start, end in _runs(cores))
+    return format_cores(cores, "nc")
 
 
-def _runs(cores: Iterable[int]) -> list[tuple[int, int]]:
-    """Consecutive runs of the sorted distinct cores, as (first, last) pairs."""
-    runs: list[tuple[int, int]] = []
-    for index in sorted(set(cores)):
-        if runs and runs[-1][1] == index - 1:
-            runs[-1] = (runs[-1][0], index)
-        else:
-            runs.append((index, index))
-    return runs
+# --- the variables -------------------------------------------------------------------
 
 
-# --- the environment ---------------------------------------------------------------
-
-_Parser = Callable[[str, str], object]
-
-_FIELDS: dict[str, tuple[str, _Parser]] = {
-    "NEURON_RT_VISIBLE_CORES": ("visible_cores", lambda name, text: parse_core_set(text, name)),
-    "NEURON_RT_NUM_CORES": ("num_cores", _parse_int),
-    "NEURON_RT_LOG_LEVEL": ("log_level", _parse_level),
-    "NEURON_RT_LOG_LOCATION": ("log_location", _parse_location),
-    "NEURON_RT_EXEC_TIMEOUT": ("exec_timeout", _parse_seconds),
-    "NEURON_RT_VALIDATE_HASH": ("validate_hash", parse_bool),
-    "NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS": ("multi_instance_shared_weights", parse_bool),
-    "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS": ("async_exec_max_inflight_requests", _parse_int),
-    "NEURON_RT_ALLOW_LEGACY_NEFF": ("allow_legacy_neff", parse_bool),
-    "NEURON_MAX_NUM_INFERS": ("max_num_infers", _parse_positive),
-    "NEURONCORE_GROUP_SIZES": ("group_sizes", _parse_raw),
-    "NCRT_INSTANCE_TYPE": ("instance_type", _parse_raw),
-    "NCRT_STATE_DIR": ("state_dir", _parse_path),
-    "NCRT_STRICT": ("strict", parse_bool),
-    "NCRT_QUEUE_FULL": ("queue_full", _choice("block", "error")),
-    "NCRT_DISABLE_PLUGINS": ("disabled_plugins", _parse_names),
-    "NCRT_LEGACY_NCG": ("legacy_ncg", _choice("warn", "error")),
-}
+def _parse_core_set_variable(name: str, text: str) -> tuple[int, ...]:
+    return parse_core_set(text, name)
 
 
-def _set_values(environ: Mapping[str, str]) -> dict[str, str]:
-    """The variables ncrt reads that are set to something other than blank, stripped."""
-    values = {name: environ.get(name, "") for name in _BY_NAME}
-    return {name: text.strip() for name, text in values.items() if text and text.strip()}
+def _parse_bool_variable(name: str, text: str) -> bool:
+    return parse_bool(name, text)
 
 
-def _component_settings(values: Mapping[str, str], prefix: str, parse: _Parser) -> dict[str, str]:
-    settings = {}
-    for component in COMPONENTS:
-        name = f"{prefix}_{component}"
-        if name in values:
-            settings[component] = str(parse(name, values[name]))
-    return settings
+CORE_VARIABLES: tuple[Variable, ...] = (
+    Variable("NEURON_RT_VISIBLE_CORES", "NeuronCores this process reserves; wins over NEURON_RT_NUM_CORES; a non-contiguous set warns (an error with NCRT_STRICT=1)", _CORE_SET_TEXT, "unset (all)",
+             _parse_core_set_variable, "visible_cores"),
+    Variable(
+        "NEURON_RT_NUM_CORES",
+        "Number of free NeuronCores this process reserves, contiguous when possible",
+        f"an integer from 0 to {INT_MAX}; 0 means all",
+        "0",
+        parse_int,
+        "num_cores",
+    ),
+    Variable("NEURON_RT_LOG_LEVEL", "Log level of every runtime component", _LEVEL_TEXT, "ERROR",
+             _parse_level, "log_level"),
+    Variable("NEURON_RT_LOG_LOCATION", "Where every runtime component logs", _LOCATION_TEXT, "console",
+             _parse_location, "log_location"),
+    *(
+        Variable(f"NEURON_RT_LOG_LEVEL_{name}", f"Log level of {name}", _LEVEL_TEXT, "NEURON_RT_LOG_LEVEL",
+                 _parse_level)
+        for name in COMPONENTS
+    ),
+    *(
+        Variable(f"NEURON_RT_LOG_LOCATION_{name}", f"Where {name} logs", _LOCATION_TEXT, "NEURON_RT_LOG_LOCATION",
+                 _parse_location)
+        for name in COMPONENTS
+    ),
+    Variable(
+        "NEURON_RT_EXEC_TIMEOUT",
+        "Execution timeout: a timed-out execution raises ExecTimeoutError and the core is freed; 0 means none (decimals are an ncrt extension)",
+        f"a number of seconds from 0 to {INT_MAX}, such as 30 or 0.5",
+        "30",
+        _parse_seconds,
+        "exec_timeout",
+    ),
+    Variable("NEURON_RT_VALIDATE_HASH", "Refuse a compiled model whose payload does not match its manifest's sha256", _BOOL_TEXT, "false",
+             _parse_bool_variable, "validate_hash"),
+    Variable(
+        "NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS",
+        "Replicas of one model on different cores share one copy of the weights",
+        _BOOL_TEXT,
+        "false",
+        _parse_bool_variable,
+        "multi_instance_shared_weights",
+    ),
+    Variable(
+        "NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS",
+        "Per-core limit on asynchronous requests in flight; 0: only NEURON_MAX_NUM_INFERS applies",
+        f"an integer from 0 to {INT_MAX}",
+        "0",
+        parse_int,
+        "async_exec_max_inflight_requests",
+    ),
+    Variable("NEURON_RT_ALLOW_LEGACY_NEFF", "Run a model compiled for an older architecture (accepted and validated)", _BOOL_TEXT, "false",
+             _parse_bool_variable, "allow_legacy_neff"),
+    Variable(
+        "NEURON_MAX_NUM_INFERS",
+        "Outstanding inference requests per process",
+        f"an integer from 1 to {INT_MAX}",
+        "number of cores + 3",
+        parse_positive,
+        "max_num_infers",
+    ),
+    Variable("NCRT_INSTANCE_TYPE", "Instance type to emulate", "inf1.xlarge/2xlarge/6xlarge/24xlarge, inf2.xlarge/8xlarge/24xlarge/48xlarge, trn1.2xlarge/32xlarge, trn1n.32xlarge", "the host",
+             parse_text, "instance_type"),
+    Variable("NCRT_STATE_DIR", "Where the core locks and process records live (0700; symlinks and foreign owners refused)", "a directory path", "$XDG_RUNTIME_DIR/ncrt or /tmp/ncrt-$UID",
+             parse_path, "state_dir"),
+    Variable("NCRT_STRICT", "Turn hardware-only warnings into errors", _BOOL_TEXT, "false",
+             _parse_bool_variable, "strict"),
+    Variable("NCRT_QUEUE_FULL", "block waits for room under the in-flight limits, error raises QueueFullError (NRT_QUEUE_FULL)", "block or error",
+             "block", choice("block", "error"), "queue_full"),
+    Variable("NCRT_DISABLE_PLUGINS", "Plugins not to register", "comma-separated plugin names", "none",
+             _parse_names, "disabled_plugins"),
+)
+"""The variables the core reads itself; plugins add theirs through ``ncrt_add_variables``."""
 
 
-def parse_config(environ: Mapping[str, str] | None = None) -> Config:
+class VariableTable:
+    """Every environment variable this process honours: the core's and its plugins'.
+
+    Plugins add theirs in the ``ncrt_add_variables`` hook (``variables.add(Variable(...))``);
+    :func:`parse_config` parses and validates exactly the variables of the table, and the
+    configuration table of the docs is generated from it.
+    """
+
+    def __init__(self, variables: Iterable[Variable] = CORE_VARIABLES) -> None:
+        self._by_name: dict[str, Variable] = {}
+        for variable in variables:
+            self.add(variable)
+
+    def add(self, variable: Variable) -> None:
+        """Declare ``variable``; a name already declared is an error (two owners)."""
+        if variable.name in self._by_name:
+            raise ValueError(f"the variable {variable.name} is declared twice (by the core or two plugins)")
+        self._by_name[variable.name] = variable
+
+    def __getitem__(self, name: str) -> Variable:
+        return self._by_name[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[Variable]:
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+
+def parse_value(variable: Variable, text: str) -> object:
+    """``text`` (stripped, non-blank) as ``variable``'s value, or ConfigError."""
+    try:
+        return variable.parse(variable.name, text)
+    except InvalidValue as invalid:
+        raise ConfigError(variable.name, text, variable.accepted, str(invalid)) from None
+
+
+def read_variable(name: str, environ: Mapping[str, str] | None = None, variables: VariableTable | None = None) -> object:
+    """The value of one variable in ``environ`` (default ``os.environ``): parsed, or its default."""
+    variable = (variables or variable_table())[name]
+    text = (os.environ if environ is None else environ).get(name, "").strip()
+    return parse_value(variable, text) if text else variable.value
+
+
+def variable_table() -> VariableTable:
+    """The variables of the process's plugins (those of ``ncrt.manager.shared_plugin_manager``)."""
+    from .manager import shared_variable_table
+
+    return shared_variable_table()
+
+
+def __getattr__(name: str) -> object:
+    if name == "VARIABLES":  # every variable of the registered plugins, in declaration order
+        return tuple(variable_table())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _component_settings(settings: Mapping[str, object], prefix: str) -> dict[str, str]:
+    return {
+        component: str(settings[f"{prefix}_{component}"])
+        for component in COMPONENTS
+        if settings.get(f"{prefix}_{component}") is not None
+    }
+
+
+def parse_config(environ: Mapping[str, str] | None = None, variables: VariableTable | None = None) -> Config:
     """Parse the environment (default ``os.environ``) into a :class:`Config`.
 
-    Raises :class:`~ncrt.errors.ConfigError` for the first bad value.
+    ``variables`` (default: the registered plugins' table) says which variables are read;
+    a variable set to something other than blank is parsed and validated. Raises
+    :class:`~ncrt.errors.ConfigError` for the first bad value.
     """
-    values = _set_values(os.environ if environ is None else environ)
-    config = Config()
-    for name, (attribute, parse) in _FIELDS.items():
-        if name in values:
-            setattr(config, attribute, parse(name, values[name]))
-    config.component_log_levels = _component_settings(values, "NEURON_RT_LOG_LEVEL", _parse_level)
-    config.component_log_locations = _component_settings(values, "NEURON_RT_LOG_LOCATION", _parse_location)
+    environ = os.environ if environ is None else environ
+    variables = variables or variable_table()
+    config = Config(variables=variables)
+    for variable in variables:
+        text = environ.get(variable.name, "").strip()
+        if not text:
+            continue
+        value = parse_value(variable, text)
+        if variable.attribute:
+            setattr(config, variable.attribute, value)
+        else:
+            config.settings[variable.name] = value
+    config.component_log_levels = _component_settings(config.settings, "NEURON_RT_LOG_LEVEL")
+    config.component_log_locations = _component_settings(config.settings, "NEURON_RT_LOG_LOCATION")
     return config
+
+
+def blocked_plugins(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """``NCRT_DISABLE_PLUGINS`` of ``environ``: what the plugin manager must not register."""
+    variable = next(v for v in CORE_VARIABLES if v.name == "NCRT_DISABLE_PLUGINS")
+    text = (os.environ if environ is None else environ).get(variable.name, "").strip()
+    return parse_value(variable, text) if text else ()  # type: ignore[return-value]
 
 
 # --- checks that need the topology -------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .hookspecs import hookimpl
-from .errors import PlacementError
 from .manifest import Manifest
 from .model import Model
 from .placement import Placement, PlacementRequest
@@ -17,7 +16,7 @@ from .topology import Topology, build_topology
 
 if TYPE_CHECKING:
     from .config import Config
-    from .runtime import LocalCore, Runtime
+    from .runtime import Runtime
 
 PYTHON = "python"
 
@@ -40,17 +39,13 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
 
 @hookimpl(trylast=True)
 def ncrt_placement(model: Model, request: PlacementRequest, runtime: Runtime) -> Placement:
-    """Exact device ids, a FlexEG start core, or the next free group in load order."""
+    """Exact device ids, a FlexEG start core (or device index), or the next free group in load order."""
     table = runtime.table
-    if request.group is not None:
-        raise PlacementError(
-            f"placement by NeuronCore Group index {request.group} needs NEURONCORE_GROUP_SIZES "
-            "(legacy runtime 1.x); under runtime 2.x give the group's start core instead"
-        )
+    start = request.start if request.start is not None else request.device_index
     if request.device_ids is not None:
         cores = table.check_devices(request.device_ids)
-    elif request.start is not None:
-        cores = table.check_fits(request.start, request.size)
+    elif start is not None:
+        cores = table.check_fits(start, request.size)
     else:
         cores = table.next_group(request.size)
     return Placement(cores=cores, cores_per_replica=request.cores_per_replica)

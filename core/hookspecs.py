@@ -16,17 +16,29 @@ import pluggy
 if TYPE_CHECKING:
     import argparse
 
-    from .config import Config
+    from .config import Config, VariableTable
     from .imports import ModuleHook
     from .manifest import Manifest
     from .model import LoadedModel, Model
     from .placement import Placement, PlacementRequest
-    from .runtime import LocalCore, Runtime
+    from .runtime import Runtime
     from .topology import Topology
 
 PROJECT = "ncrt"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def ncrt_add_variables(variables: VariableTable) -> None:
+    """Declare the environment variables this plugin reads (like pytest's ``pytest_addoption``).
+
+    Call ``variables.add(Variable(name, description, accepted, default, parse, value=...))``
+    for each. The runtime then parses and validates them at start-up with the core's
+    own (a bad value is a :class:`~ncrt.errors.ConfigError`), ``config.setting(name)``
+    returns the value, and the docs' configuration table lists them. Called once per
+    plugin manager, after every plugin is registered.
+    """
 
 
 @hookspec
@@ -85,6 +97,17 @@ def ncrt_model_loaded(loaded: LoadedModel) -> None:
 @hookspec
 def ncrt_runtime_started(runtime: Runtime) -> None:
     """Observe a runtime that has reserved its cores (start publishers, reports)."""
+
+
+@hookspec
+def ncrt_process_record(runtime: Runtime, record: dict[str, Any]) -> None:
+    """Add this plugin's fields to the runtime's record before it is written.
+
+    ``record`` is what ``procs/<pid>.json`` in the state directory will hold
+    (``runtime.describe()`` plus ``command`` and ``time``); change it in place. The
+    runtime's one record writer calls this each time it publishes (at start-up, after
+    each load, and whenever a plugin asks through :func:`ncrt.records.publish`).
+    """
 
 
 @hookspec

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 from typing import Iterable
 
 import pluggy
 
 from . import hookspecs
+from .config import CORE_VARIABLES, VariableTable, blocked_plugins
 
-__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "plugin_manager", "shared_plugin_manager"]
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "plugin_manager",
+    "shared_plugin_manager",
+    "shared_variable_table",
+    "variable_table",
+]
 
 ENTRY_POINT_GROUP = "ncrt"
 
@@ -37,7 +44,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
 
 def _blocked_names(blocked: Iterable[str] | None) -> set[str]:
     if blocked is None:
-        blocked = os.environ.get("NCRT_DISABLE_PLUGINS", "").split(",")
+        blocked = blocked_plugins()
     return {name.strip() for name in blocked if name.strip()}
 
 
@@ -54,7 +61,7 @@ def _register_defaults(pm: pluggy.PluginManager, blocked: set[str]) -> None:
 def plugin_manager(blocked: Iterable[str] | None = None, entry_points: bool = True) -> pluggy.PluginManager:
     """A fresh manager with the built-in plugins and the ``ncrt`` entry-point plugins.
 
-    ``blocked`` (default: ``NCRT_DISABLE_PLUGINS``, a comma list) names plugins to skip,
+    ``blocked`` (default: ``NCRT_DISABLE_PLUGINS``, parsed by :func:`ncrt.config.blocked_plugins`) names plugins to skip,
     built-in (``torch``, ``ncg``, ...) or third-party (the entry-point name).
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -69,7 +76,15 @@ def plugin_manager(blocked: Iterable[str] | None = None, entry_points: bool = Tr
     return pm
 
 
+def variable_table(pm: pluggy.PluginManager) -> VariableTable:
+    """The core's variables and those every plugin of ``pm`` declares (``ncrt_add_variables``)."""
+    table = VariableTable(CORE_VARIABLES)
+    pm.hook.ncrt_add_variables(variables=table)
+    return table
+
+
 _shared: pluggy.PluginManager | None = None
+_shared_table: VariableTable | None = None
 
 
 def shared_plugin_manager() -> pluggy.PluginManager:
@@ -78,3 +93,11 @@ def shared_plugin_manager() -> pluggy.PluginManager:
     if _shared is None:
         _shared = plugin_manager()
     return _shared
+
+
+def shared_variable_table() -> VariableTable:
+    """The variables of :func:`shared_plugin_manager`'s plugins."""
+    global _shared_table
+    if _shared_table is None:
+        _shared_table = variable_table(shared_plugin_manager())
+    return _shared_table

@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from .coreset import format_cores
 from .errors import PlacementError
 
 __all__ = [
@@ -36,31 +37,37 @@ def span(start: int, count: int) -> tuple[int, ...]:
 
 def label(cores: Iterable[int]) -> str:
     """Runtime-style label of per-process cores: ``NC2-5``, ``NC0``, ``NC1,NC3``."""
-    cores = sorted(cores)
-    if len(cores) > 1 and cores == list(range(cores[0], cores[-1] + 1)):
-        return f"NC{cores[0]}-{cores[-1]}"
-    return ",".join(f"NC{core}" for core in cores)
+    return format_cores(cores, "NC", prefix_both_ends=False)
 
 
 @dataclass(frozen=True)
 class PlacementRequest:
-    """What the loader asks for.
+    """What the loader asks for, in the framework's own terms.
 
     ``cores_per_replica`` is the compiled size; ``replicas`` copies sit side by side in
-    one group. At most one of ``start`` (FlexEG start core), ``device_ids`` (exact
-    cores, one replica each) and ``group`` (a legacy NCG group index, answered by the
-    ncg plugin) is given; none means "next free group".
+    one group (``None``: the framework's default replication, ``default_replicas``, unless
+    a legacy layout says otherwise). At most one of ``start`` (a FlexEG start core),
+    ``device_ids`` (exact cores, one replica each) and ``device_index`` (a framework
+    device-context index such as ``mx.neuron(i)``) is given; none means "next free group".
+    Under runtime 2.x a ``device_index`` is the start core (FlexEG); a legacy plugin (the
+    NCG shim) may read it as a group index.
     """
 
     cores_per_replica: int = 1
-    replicas: int = 1
+    replicas: int | None = 1
+    default_replicas: int = 1
     start: int | None = None
     device_ids: tuple[int, ...] | None = None
-    group: int | None = None
+    device_index: int | None = None
+
+    @property
+    def replica_count(self) -> int:
+        """The replicas asked for, the framework's default ones when none was named."""
+        return self.default_replicas if self.replicas is None else self.replicas
 
     @property
     def size(self) -> int:
-        return self.cores_per_replica * self.replicas
+        return self.cores_per_replica * self.replica_count
 
 
 @dataclass(frozen=True)

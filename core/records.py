@@ -1,9 +1,13 @@
 """Per-process records in the state directory: which models a process placed where.
 
-Each runtime writes ``procs/<pid>.json`` atomically (a temporary file renamed over the
-old one), so a reader never sees a torn record. A record says nothing about liveness:
-readers trust it only for a pid that still holds core locks (``probe_holders``), so a
-killed process's leftover record is ignored. Registered as a built-in plugin.
+Each runtime has one writer of ``procs/<pid>.json`` (:class:`ProcessRecord`, kept in the
+runtime's stash): it builds the record from ``runtime.describe()``, lets every plugin add
+its fields (``ncrt_process_record``: the stats plugin adds utilization and latencies),
+and writes it atomically (a temporary file renamed over the old one), so a reader never
+sees a torn record. Once withdrawn, nothing writes it again, whichever thread asks. A
+record says nothing about liveness: readers trust it only for a pid that still holds
+core locks (``probe_holders``), so a killed process's leftover record is ignored.
+Registered as a built-in plugin.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .hookspecs import hookimpl
+from .stash import StashKey
 
 if TYPE_CHECKING:
     from .model import LoadedModel
     from .runtime import Runtime
 
-__all__ = ["records_dir", "publish", "withdraw", "read_records"]
+__all__ = ["ProcessRecord", "build_record", "publish", "read_records", "records_dir", "write_atomically"]
 
 
 def records_dir(state_dir: Path) -> Path:
@@ -30,30 +35,60 @@ def records_dir(state_dir: Path) -> Path:
     return path
 
 
-def _record_path(state_dir: Path, pid: int) -> Path:
-    return records_dir(state_dir) / f"{pid}.json"
-
-
 def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never a part."""
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never a part.
+
+    The temporary name carries the thread id as well as the pid, so two threads writing
+    the same file never share a temporary file.
+    """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
 
 
-def publish(runtime: Runtime) -> None:
-    """Write this runtime's record (cores, models, counters)."""
+def build_record(runtime: Runtime) -> dict[str, Any]:
+    """The runtime's record: ``describe()``, command, time, and what the plugins add."""
     record = runtime.describe()
-    record["command"] = runtime.reservation_command()
+    record["command"] = runtime.command
     record["time"] = time.time()
-    write_atomically(_record_path(runtime.state_dir, runtime.pid), json.dumps(record))
+    runtime.pm.hook.ncrt_process_record(runtime=runtime, record=record)
+    return record
 
 
-def withdraw(runtime: Runtime) -> None:
-    try:
-        _record_path(runtime.state_dir, runtime.pid).unlink()
-    except FileNotFoundError:
-        pass
+class ProcessRecord:
+    """The one writer of a runtime's ``procs/<pid>.json``."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.path = records_dir(runtime.state_dir) / f"{runtime.pid}.json"
+        self._lock = threading.Lock()
+        self._withdrawn = False
+
+    def publish(self) -> None:
+        """Write the record now, unless it was withdrawn."""
+        with self._lock:
+            if self._withdrawn or self.runtime.closed:
+                return
+            write_atomically(self.path, json.dumps(build_record(self.runtime)))
+
+    def withdraw(self) -> None:
+        """Delete the record; later publishes write nothing."""
+        with self._lock:
+            self._withdrawn = True
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+
+_WRITER = StashKey["ProcessRecord"]()
+
+
+def publish(runtime: Runtime) -> None:
+    """Write ``runtime``'s record now (nothing when the records plugin is blocked)."""
+    writer = runtime.stash.get(_WRITER, None)
+    if writer is not None:
+        writer.publish()
 
 
 def read_records(state_dir: Path) -> dict[int, dict[str, Any]]:
@@ -70,7 +105,8 @@ def read_records(state_dir: Path) -> dict[int, dict[str, Any]]:
 
 @hookimpl
 def ncrt_runtime_started(runtime: Runtime) -> None:
-    publish(runtime)
+    writer = runtime.stash.setdefault(_WRITER, ProcessRecord(runtime))
+    writer.publish()
 
 
 @hookimpl
@@ -80,4 +116,6 @@ def ncrt_model_loaded(loaded: LoadedModel) -> None:
 
 @hookimpl
 def ncrt_runtime_stopping(runtime: Runtime) -> None:
-    withdraw(runtime)
+    writer = runtime.stash.get(_WRITER, None)
+    if writer is not None:
+        writer.withdraw()

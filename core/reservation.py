@@ -43,6 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, NamedTuple
 
+from .coreset import format_cores, runs
 from .errors import CoresUnavailableError, StateDirError
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Holder",
     "Reservation",
+    "command_line",
     "cores_label",
     "default_state_dir",
     "ensure_state_dir",
@@ -188,7 +190,7 @@ def _survey(state_dir: Path, cores: range | tuple[int, ...]) -> dict[int, Holder
     return {core: _probe(lock_path(state_dir, core)) for core in cores}
 
 
-def _command_line() -> str:
+def command_line() -> str:
     """This process's command line, joined by spaces (shortened when huge)."""
     try:
         raw = Path("/proc/self/cmdline").read_bytes()
@@ -202,7 +204,7 @@ def _write_record(fd: int, topology: Topology) -> None:
     """Replace a held lock file's content with who holds it (informative only)."""
     record = {
         "pid": os.getpid(),
-        "command": _command_line(),
+        "command": command_line(),
         "topology": topology.fingerprint(),
         "time": time.time(),
     }
@@ -292,24 +294,9 @@ def _check_topology(state_dir: Path, topology: Topology) -> None:
 # --------------------------------------------------------------------------- messages
 
 
-def _runs(cores: tuple[int, ...] | list[int]) -> list[tuple[int, int]]:
-    """Consecutive runs of sorted core indices, as (first, last) pairs."""
-    runs: list[tuple[int, int]] = []
-    for core in sorted(set(cores)):
-        if runs and core == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], core)
-        else:
-            runs.append((core, core))
-    return runs
-
-
 def cores_label(cores: tuple[int, ...] | list[int], prefix: str = "nc") -> str:
-    """``nc3-nc5``, ``nc1,nc4`` (or with ``prefix=""``: ``3-5``, ``1,4``)."""
-    parts = [
-        f"{prefix}{first}" if first == last else f"{prefix}{first}-{prefix}{last}"
-        for first, last in _runs(cores)
-    ]
-    return ",".join(parts) or "none"
+    """``nc3-nc5``, ``nc1,nc4`` (or with ``prefix=""``: ``3-5``, ``1,4``); ``none`` when empty."""
+    return format_cores(cores, prefix) or "none"
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -335,13 +322,13 @@ def _describe_holders(holders: dict[int, Holder]) -> str:
 
 def _free_run(free: tuple[int, ...], count: int) -> tuple[int, int] | None:
     """The first free run of ``count`` cores (trimmed), else the first longest free run."""
-    runs = _runs(free)
-    if not runs:
+    free_runs = runs(free)
+    if not free_runs:
         return None
-    for first, last in runs:
+    for first, last in free_runs:
         if last - first + 1 >= count:
             return first, first + count - 1
-    return max(runs, key=lambda run: run[1] - run[0])
+    return max(free_runs, key=lambda run: run[1] - run[0])
 
 
 def _advice(free: tuple[int, ...], count: int, holders: dict[int, Holder]) -> str:
@@ -383,7 +370,7 @@ def _pick(free: tuple[int, ...], num: int) -> tuple[int, ...] | None:
     """The lowest contiguous run of ``num`` free cores, else the lowest ``num`` free ones."""
     if len(free) < num:
         return None
-    for first, last in _runs(free):
+    for first, last in runs(free):
         if last - first + 1 >= num:
             return tuple(range(first, first + num))
     return free[:num]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import os
 import queue
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +18,15 @@ from typing import Any, Mapping, Sequence
 
 import pluggy
 
-from .config import Config, check_against_topology, parse_config
+from .config import Config, blocked_plugins, check_against_topology, parse_config
 from .errors import ModelLoadError, PlacementError, QueueFullError
 from .executor import CoreCounters, CoreExecutor, CoreSlot, ExecutionFuture, Job, Watchdog
 from .logs import configure_logging, get_logger
-from .manager import plugin_manager
+from .manager import plugin_manager, variable_table
 from .model import LoadedModel, Model
 from .placement import Placement, PlacementRequest, PlacementTable, warn_shared
-from .reservation import Reservation, default_state_dir
+from .reservation import Reservation, command_line, default_state_dir
+from .stash import Stash
 from .topology import Core, Topology
 
 __all__ = ["LocalCore", "Runtime", "get_runtime", "reset_runtime", "current_runtime"]
@@ -62,8 +62,10 @@ class Runtime:
     """The cores this process holds and the models placed on them."""
 
     def __init__(self, environ: Mapping[str, str] | None = None, pm: pluggy.PluginManager | None = None) -> None:
-        self.config: Config = parse_config(environ)
-        self.pm = pm or plugin_manager(self.config.disabled_plugins)
+        environ = os.environ if environ is None else environ
+        self.pm = pm or plugin_manager(blocked_plugins(environ))
+        self.variables = variable_table(self.pm)
+        self.config: Config = parse_config(environ, self.variables)
         self.pm.hook.ncrt_configure(config=self.config)
         configure_logging(self.config)
         self.topology: Topology = self.pm.hook.ncrt_discover_cores(config=self.config)
@@ -86,13 +88,15 @@ class Runtime:
         self.models: list[LoadedModel] = []
         self.closed = False
         self.pid = os.getpid()
+        self.command = command_line()
+        self.stash = Stash()  # plugins' per-runtime state, under their own StashKeys
         log.info("reserved %s of %s", [c.global_index for c in self.cores], self.topology.fingerprint())
         self.pm.hook.ncrt_runtime_started(runtime=self)
 
     # -- loading and placement ---------------------------------------------------------
 
     def load(self, artifact: Any, *, name: str | None = None, start: int | None = None,
-             device_ids: Sequence[int] | None = None, group: int | None = None,
+             device_ids: Sequence[int] | None = None, device_index: int | None = None,
              replicas: int = 1) -> LoadedModel:
         """Load ``artifact`` through the plugins and place it (see :meth:`place`)."""
         model = self.pm.hook.ncrt_load(artifact=artifact, config=self.config)
@@ -105,7 +109,7 @@ class Runtime:
             model.name = name
         request = PlacementRequest(
             cores_per_replica=model.manifest.pipeline_cores, replicas=replicas, start=start,
-            device_ids=tuple(device_ids) if device_ids is not None else None, group=group,
+            device_ids=tuple(device_ids) if device_ids is not None else None, device_index=device_index,
         )
         return self.place(model, request)
 
@@ -213,13 +217,6 @@ class Runtime:
             ],
             "models": [loaded.describe() for loaded in self.models],
         }
-
-    def reservation_command(self) -> str:
-        try:
-            with open("/proc/self/cmdline", "rb") as handle:
-                return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            return " ".join(sys.argv)
 
     def close(self) -> None:
         """Stop the executors and release the cores (also done at interpreter exit)."""

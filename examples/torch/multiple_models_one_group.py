@@ -1,8 +1,9 @@
 """Seed 000 "Running multiple models on the same NeuronCore group" (PyTorch).
 
-With NEURON_RT_NUM_CORES=2, two models loaded with torch.jit.load both go to the group NC0-1
-(each 1-core model is replicated on min(4, cores) cores; the second finds no free group and
-shares it, with a ModelSwitchWarning).
+With NEURON_RT_NUM_CORES=2 the process's group is NC0-1, and both models loaded with
+torch.jit.load go into it. Each load puts one copy on the least-used core, as the
+torch-neuron core-placement guide says ("m0 loads to nc0, m1 loads to nc1"): model0 on
+NC0, model1 on NC1, so the two run in parallel without model switches.
 # env: NEURON_RT_NUM_CORES=2
 """
 
@@ -34,8 +35,8 @@ def main() -> None:
     model0_file = compile_and_save(directory, "model0")
     model1_file = compile_and_save(directory, "model1")
     os.environ.setdefault("NEURON_RT_NUM_CORES", "2")
-    model0 = torch.jit.load(model0_file)  # loaded into the first group of NC0-NC1
-    model1 = torch.jit.load(model1_file)  # loaded into the first group of NC0-NC1
+    model0 = torch.jit.load(model0_file)  # loaded into the first group of NC0-NC1: NC0
+    model1 = torch.jit.load(model1_file)  # loaded into the first group of NC0-NC1: NC1
     inputs0 = torch.rand([1, 3, 32, 32])
     inputs1 = torch.rand([1, 3, 32, 32])
     results0 = model0(inputs0)

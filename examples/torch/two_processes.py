@@ -2,7 +2,8 @@
 
 Two processes run with NEURON_RT_NUM_CORES=2 each, at the same time: the first takes
 the first two free cores, the second the next two. Each loads a model and prints where
-it went, in per-process (NC0-1) and global (nc0-1 / nc2-3) terms.
+it went, in per-process (NC0) and global (nc0 / nc2) terms: one copy per load, on the
+process's first free core.
 # env: NCRT_INSTANCE_TYPE=inf1.xlarge
 """
 
@@ -19,12 +20,15 @@ def child(model_file: str) -> None:
     import ncrt
     import ncrt.compat  # noqa: F401
     import torch
+    from ncrt.config import format_nc_range
 
     model0 = torch.jit.load(model_file)
     model0(torch.rand([1, 3, 32, 32]))
     global_cores = [ncrt.get_runtime().cores[index].global_index for index in model0.placed().cores]
-    print(f"pid {os.getpid()}: model0 -> {model0.placement_label} (global nc{global_cores[0]}-{global_cores[-1]})",
-          flush=True)
+    cores = ncrt.get_runtime().cores
+    held = f"nc{cores[0].global_index}-nc{cores[-1].global_index}"
+    print(f"pid {os.getpid()}: model0 -> {model0.placement_label} (global {format_nc_range(global_cores)}; "
+          f"the process holds {held})", flush=True)
     sys.stdin.readline()  # keep the cores reserved until the parent says so
 
 

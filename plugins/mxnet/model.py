@@ -116,7 +116,7 @@ def bind(sym: Any, ctx: Any, args: Mapping[str, Any] | Sequence[Any], args_grad:
     # MXNet executors are not thread-safe: each is only touched by its core's executor thread.
     model = Model(_model_name(sym, list(payload.args)), FRAMEWORK, manifest, payload, runner=run_on_core,
                   inline=False)
-    loaded = runtime.place(model, placement_request(ctx.neuron_index, manifest.pipeline_cores, runtime))
+    loaded = runtime.place(model, placement_request(ctx.neuron_index, manifest.pipeline_cores))
     return NeuronExecutor(loaded, ctx, payload)
 
 

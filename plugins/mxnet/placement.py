@@ -1,26 +1,17 @@
-"""Where ``mx.neuron(index)`` places a model: FlexEG start core ``index`` (runtime 2.x)."""
+"""Where ``mx.neuron(index)`` places a model: the framework's device index, which the runtime reads.
+
+Under runtime 2.x the index is the FlexEG start core of the model's group; under the
+legacy ``NEURONCORE_GROUP_SIZES`` the ncg plugin answers the same request with group
+``index``. This plugin only says what the application asked for.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ncrt.placement import PlacementRequest
 
-if TYPE_CHECKING:
-    from ncrt.runtime import Runtime
-
-__all__ = ["NCG_GROUPS_KEY", "placement_request"]
-
-NCG_GROUPS_KEY = "ncg_groups"
+__all__ = ["placement_request"]
 
 
-def placement_request(index: int, cores: int, runtime: Runtime) -> PlacementRequest:
-    """What ``mx.neuron(index)`` asks of the runtime for a model needing ``cores`` cores.
-
-    Runtime 2.x (FlexEG): ``index`` is the first core of the group. Under legacy
-    NeuronCore Groups (the ncg plugin sets ``config.extra["ncg_groups"]``) it is the group
-    index, answered by that plugin's placement.
-    """
-    if runtime.config.extra.get(NCG_GROUPS_KEY):
-        return PlacementRequest(cores_per_replica=cores, group=index)
-    return PlacementRequest(cores_per_replica=cores, start=index)
+def placement_request(index: int, cores: int) -> PlacementRequest:
+    """What ``mx.neuron(index)`` asks of the runtime for a model needing ``cores`` cores."""
+    return PlacementRequest(cores_per_replica=cores, device_index=index)

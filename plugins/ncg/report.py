@@ -16,10 +16,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ncrt.config import Variable, parse_path
 from ncrt.hookspecs import hookimpl
 from ncrt.records import write_atomically
 
+from .shim import VARIABLE, active_layout
+
 if TYPE_CHECKING:
+    from ncrt.config import Config, VariableTable
     from ncrt.model import LoadedModel
     from ncrt.runtime import Runtime
 
@@ -37,12 +41,12 @@ _SETTINGS = (
 )
 
 
-def report_path(environ: dict[str, str] | None = None, pid: int | None = None) -> Path | None:
+def report_path(config: Config, pid: int | None = None) -> Path | None:
     """The report file named by ``NCRT_PLACEMENT_REPORT`` (``{pid}`` filled in), or ``None``."""
-    text = (os.environ if environ is None else environ).get(REPORT_VARIABLE, "").strip()
+    text = config.setting(REPORT_VARIABLE)
     if not text:
         return None
-    return Path(text.replace("{pid}", str(os.getpid() if pid is None else pid)))
+    return Path(str(text).replace("{pid}", str(os.getpid() if pid is None else pid)))
 
 
 def _sharing(runtime: Runtime, loaded: LoadedModel) -> list[str]:
@@ -61,13 +65,13 @@ def _model_entry(runtime: Runtime, loaded: LoadedModel) -> dict[str, Any]:
 
 
 def _ncg_entry(runtime: Runtime) -> dict[str, Any] | None:
-    groups = runtime.config.extra.get("ncg_groups")
-    if not groups:
+    layout = active_layout(runtime.config)
+    if layout is None:
         return None
     return {
-        "group_sizes": runtime.config.group_sizes,
-        "groups": [{"group": i, "start": start, "size": size} for i, (start, size) in enumerate(groups)],
-        "replicas": runtime.config.extra.get("ncg_replicas"),
+        "group_sizes": runtime.config.setting(VARIABLE),
+        "groups": [{"group": i, "start": start, "size": size} for i, (start, size) in enumerate(layout.groups)],
+        "replicas": layout.replication,
     }
 
 
@@ -76,7 +80,7 @@ def build_report(runtime: Runtime) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "pid": runtime.pid,
-        "command": runtime.reservation_command(),
+        "command": runtime.command,
         "time": time.time(),
         "topology": runtime.topology.fingerprint(),
         "settings": {name: os.environ[name] for name in _SETTINGS if os.environ.get(name, "").strip()},
@@ -102,8 +106,16 @@ def read_report(path: Path | str) -> dict[str, Any]:
 
 
 @hookimpl
+def ncrt_add_variables(variables: VariableTable) -> None:
+    variables.add(Variable(
+        REPORT_VARIABLE, "Write the placement of every model to this JSON file at exit ({pid}: the process id)",
+        "a file path", "unset", parse_path,
+    ))
+
+
+@hookimpl
 def ncrt_runtime_stopping(runtime: Runtime) -> None:
     """Write the report when ``NCRT_PLACEMENT_REPORT`` is set."""
-    path = report_path()
+    path = report_path(runtime.config)
     if path is not None:
         write_report(runtime, path)

@@ -5,13 +5,16 @@ Neuron Runtime 1.x grouped a process's NeuronCores with ``NEURONCORE_GROUP_SIZES
 plugin keeps such applications running and says what replaces the variable:
 
 * :func:`parse_group_sizes` reads the value (a comma list of sizes and ``NxM`` terms);
-* ``ncrt_configure`` warns once (``DeprecationWarning``), translates the groups to
-  ``NEURON_RT_NUM_CORES`` = the sum of the sizes, and publishes the groups as
-  ``config.extra["ncg_groups"]`` (``[(start, size), ...]``, group ``i`` starting at the
-  prefix sum of the sizes before it) and, for ``Nx1``, ``config.extra["ncg_replicas"]``;
-* ``ncrt_placement`` answers a group index (MXNet's ``mx.neuron(i)`` under NCG) with
+* ``ncrt_add_variables`` declares ``NEURONCORE_GROUP_SIZES`` and ``NCRT_LEGACY_NCG``;
+* ``ncrt_configure`` warns once (``DeprecationWarning``) and translates the groups to
+  ``NEURON_RT_NUM_CORES`` = the sum of the sizes (group ``i`` starts at the prefix sum
+  of the sizes before it: :func:`active_layout`);
+* ``ncrt_placement`` answers a framework's device index (MXNet's ``mx.neuron(i)``) with
   the cores of group ``i``, and fills the groups in load order for models loaded
-  without a start core (PyTorch, TensorFlow).
+  without a start core (PyTorch, TensorFlow; a framework's default replication becomes
+  one replica per group of an ``Nx1`` layout). A model too large for every group is
+  placed across groups, with a warning. The frameworks never read the shim's state:
+  they say what the application asked for in the :class:`~ncrt.PlacementRequest`.
 
 ``NCRT_LEGACY_NCG=error`` makes any use of the variable an error, to prove that an
 application no longer depends on it.
@@ -26,14 +29,14 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ncrt.config import MAX_CORE_SET_SIZE, format_core_set
+from ncrt.config import MAX_CORE_SET_SIZE, Variable, choice, format_core_set
 from ncrt.errors import ConfigError, PlacementError
 from ncrt.hookspecs import hookimpl
 from ncrt.placement import Placement, label
 from ncrt.topology import build_topology
 
 if TYPE_CHECKING:
-    from ncrt.config import Config
+    from ncrt.config import Config, VariableTable
     from ncrt.model import Model
     from ncrt.placement import PlacementRequest
     from ncrt.runtime import Runtime
@@ -41,9 +44,8 @@ if TYPE_CHECKING:
 __all__ = [
     "VARIABLE",
     "ACCEPTED",
-    "GROUPS_KEY",
-    "REPLICAS_KEY",
-    "SIZES_KEY",
+    "LEGACY_VARIABLE",
+    "active_layout",
     "GroupLayout",
     "parse_group_sizes",
     "layout_of",
@@ -53,13 +55,11 @@ __all__ = [
 ]
 
 VARIABLE = "NEURONCORE_GROUP_SIZES"
+LEGACY_VARIABLE = "NCRT_LEGACY_NCG"
 ACCEPTED = (
     "a comma-separated list of group sizes and NxM terms (N groups of M cores), such as "
     "2,4,3,4 or 4x1 or 2x2,4; every size at least 1"
 )
-GROUPS_KEY = "ncg_groups"
-REPLICAS_KEY = "ncg_replicas"
-SIZES_KEY = "ncg_sizes"
 
 _SIZE = re.compile(r"[0-9]+")
 _TERM = re.compile(r"([0-9]+)\s*[xX]\s*([0-9]+)")
@@ -233,7 +233,7 @@ def _check_host(config: Config, value: str, layout: GroupLayout) -> None:
 
 
 def _check_allowed(config: Config, value: str) -> None:
-    if config.legacy_ncg != "error":
+    if config.setting(LEGACY_VARIABLE) != "error":
         return
     try:
         replacement = replacement_text(layout_of(value))
@@ -246,34 +246,40 @@ def _check_allowed(config: Config, value: str) -> None:
 
 
 @hookimpl
+def ncrt_add_variables(variables: VariableTable) -> None:
+    """The shim owns ``NEURONCORE_GROUP_SIZES`` and ``NCRT_LEGACY_NCG``."""
+    variables.add(Variable(VARIABLE, "Deprecated NeuronCore Group sizes (2,4,3,4 or 4x1)", ACCEPTED, "unset"))
+    variables.add(Variable(LEGACY_VARIABLE, "What NEURONCORE_GROUP_SIZES does", "warn or error", "warn",
+                           choice("warn", "error"), value="warn"))
+
+
+def active_layout(config: Config) -> GroupLayout | None:
+    """The NeuronCore Groups of ``config`` (``None`` when ``NEURONCORE_GROUP_SIZES`` is unset)."""
+    value = config.setting(VARIABLE)
+    return layout_of(str(value)) if value is not None else None
+
+
+@hookimpl
 def ncrt_configure(config: Config) -> None:
     """Translate ``NEURONCORE_GROUP_SIZES`` into runtime 2.x settings (see the module doc)."""
-    value = config.group_sizes
+    value = config.setting(VARIABLE)
     if value is None:
         return
+    value = str(value)
     _check_allowed(config, value)
     layout = layout_of(value)
     _check_not_mixed(config, value, layout)
     _check_host(config, value, layout)
     _warn_once(layout, value)
     config.num_cores = layout.total
-    config.extra[SIZES_KEY] = layout.sizes
-    config.extra[GROUPS_KEY] = layout.groups
-    if layout.replication is not None:
-        config.extra[REPLICAS_KEY] = layout.replication
 
 
 # --- placement by group --------------------------------------------------------------
 
 
-def _active_layout(runtime: Runtime) -> GroupLayout | None:
-    sizes = runtime.config.extra.get(SIZES_KEY)
-    return GroupLayout(tuple(sizes)) if sizes else None
-
-
 def _group_placement(layout: GroupLayout, request: PlacementRequest) -> Placement:
-    """Group ``request.group``: its first ``request.size`` cores (a FlexEG start at its start)."""
-    group = request.group
+    """Group ``request.device_index``: its first ``request.size`` cores (``mx.neuron(i)`` under NCG)."""
+    group = request.device_index
     assert group is not None
     if not 0 <= group < len(layout.sizes):
         raise PlacementError(
@@ -298,23 +304,32 @@ def _group_load(runtime: Runtime, layout: GroupLayout, group: int) -> int:
 def _fill_order(runtime: Runtime, layout: GroupLayout, need: int) -> list[int]:
     """Groups of at least ``need`` cores: free ones in order, then the least-shared."""
     fitting = [group for group, size in enumerate(layout.sizes) if size >= need]
-    if not fitting:
-        raise PlacementError(
-            f"a model replica needing {need} NeuronCore(s) fits none of the NeuronCore Groups "
-            f"({VARIABLE}={','.join(map(str, layout.sizes))}); compile it for fewer cores or "
-            "enlarge a group"
-        )
     return sorted(fitting, key=lambda group: (_group_load(runtime, layout, group), group))
 
 
-def _next_groups(runtime: Runtime, layout: GroupLayout, request: PlacementRequest) -> Placement:
+def _warn_across_groups(model: Model, layout: GroupLayout, need: int) -> None:
+    warnings.warn(
+        f"model {model.name!r} needs {need} NeuronCore(s) and fits none of the NeuronCore Groups "
+        f"({VARIABLE}={','.join(map(str, layout.sizes))}): it is placed across groups on the "
+        "next free cores, as torch-neuron does; enlarge a group or use runtime 2.x placement",
+        RuntimeWarning,
+        stacklevel=_user_stacklevel(),
+    )
+
+
+def _next_groups(runtime: Runtime, layout: GroupLayout, request: PlacementRequest) -> Placement | None:
     """Load order: each replica takes the next group that fits (sharing when none is free).
 
-    Replicas go one per group (``Nx1`` replicates a 1-core model over N groups); a
-    request for more replicas than there are fitting groups gets one per group.
+    Replicas go one per group: a request for the framework's default replication
+    (``replicas=None``) gets one replica per group of an ``Nx1`` layout (TensorFlow's
+    auto replication); a request for more replicas than there are fitting groups gets
+    one per group. ``None`` when no group fits: the model is placed across groups.
     """
     order = _fill_order(runtime, layout, request.cores_per_replica)
-    chosen = sorted(order[: request.replicas])
+    if not order:
+        return None
+    replicas = request.replicas if request.replicas is not None else (layout.replication or request.default_replicas)
+    chosen = sorted(order[:replicas])
     cores = tuple(core for group in chosen for core in layout.cores_of(group)[: request.cores_per_replica])
     return Placement(cores, request.cores_per_replica)
 
@@ -322,12 +337,15 @@ def _next_groups(runtime: Runtime, layout: GroupLayout, request: PlacementReques
 @hookimpl
 def ncrt_placement(model: Model, request: PlacementRequest, runtime: Runtime) -> Placement | None:
     """A group index, or load order over the groups; ``None`` without NCG or for start/device ids."""
-    layout = _active_layout(runtime)
+    layout = active_layout(runtime.config)
     if layout is None or request.start is not None or request.device_ids is not None:
         return None
-    if request.group is not None:
+    if request.device_index is not None:
         return _group_placement(layout, request)
-    return _next_groups(runtime, layout, request)
+    placement = _next_groups(runtime, layout, request)
+    if placement is None:
+        _warn_across_groups(model, layout, request.cores_per_replica)
+    return placement
 
 
 def legacy_value(environ: dict[str, str] | None = None) -> str | None:

@@ -7,14 +7,16 @@ one loaded ``ncrt_infer`` function (:class:`TFPayload`) from its core's executor
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from ncrt import current_runtime
+from ncrt.config import Config, parse_config
 from ncrt.errors import BadInputError, FrameworkMissingError
 from ncrt.logs import get_logger
+from ncrt.topology import build_topology, host_cpus
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY",
+    "INTER_OP_VARIABLE",
+    "INTRA_OP_VARIABLE",
     "FRAMEWORK",
     "TFPayload",
     "ThreadSettings",
@@ -58,24 +62,26 @@ def thread_settings() -> ThreadSettings:
     return _threads
 
 
-def _cpus_per_core() -> int:
-    """Host CPUs behind one core of this process's topology (the runtime's, if started)."""
-    from ncrt import current_runtime
-    from ncrt.config import parse_config
-    from ncrt.topology import build_topology
+INTRA_OP_VARIABLE = "NCRT_TF_INTRA_OP_THREADS"
+INTER_OP_VARIABLE = "NCRT_TF_INTER_OP_THREADS"
 
+
+def _config() -> Config:
+    """The runtime's configuration, or one parsed now when no runtime exists yet."""
     runtime = current_runtime()
-    topology = runtime.topology if runtime is not None else build_topology(parse_config().instance_type)
+    return runtime.config if runtime is not None else parse_config()
+
+
+def _cpus_per_core(config: Config) -> int:
+    """Host CPUs behind one core of this process's topology (the runtime's, if started)."""
+    runtime = current_runtime()
+    topology = runtime.topology if runtime is not None else build_topology(config.instance_type)
     return max(1, min(len(core.cpus) for core in topology.cores))
 
 
-def _env_threads(name: str, default: int) -> int:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    if not text.isdigit() or int(text) < 1:
-        raise BadInputError(f"{name}={text!r} is not valid; accepted: a whole number >= 1")
-    return int(text)
+def _threads_setting(config: Config, name: str, default: int) -> int:
+    value = config.setting(name)
+    return default if value is None else int(value)  # type: ignore[arg-type]
 
 
 def configure_threads(tf: ModuleType | None = None) -> ThreadSettings:
@@ -85,13 +91,12 @@ def configure_threads(tf: ModuleType | None = None) -> ThreadSettings:
     inter-op = the host's CPUs (so the executors of different cores run side by side).
     ``NCRT_TF_INTRA_OP_THREADS`` / ``NCRT_TF_INTER_OP_THREADS`` override them.
     """
-    from ncrt.topology import host_cpus
-
     tf = tf or import_tf()
     if _threads.applied or _threads.reason:
         return _threads
-    _threads.intra_op = _env_threads("NCRT_TF_INTRA_OP_THREADS", _cpus_per_core())
-    _threads.inter_op = _env_threads("NCRT_TF_INTER_OP_THREADS", len(host_cpus()))
+    config = _config()
+    _threads.intra_op = _threads_setting(config, INTRA_OP_VARIABLE, _cpus_per_core(config))
+    _threads.inter_op = _threads_setting(config, INTER_OP_VARIABLE, len(host_cpus()))
     try:
         tf.config.threading.set_intra_op_parallelism_threads(_threads.intra_op)
         tf.config.threading.set_inter_op_parallelism_threads(_threads.inter_op)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ncrt.config import Variable, parse_positive
 from ncrt.hookspecs import hookimpl
 from ncrt.imports import ModuleHook
 from ncrt.manifest import Manifest, verify_payload
@@ -13,11 +14,11 @@ from ncrt.model import Model
 
 from .compat import patch_tensorflow, tensorflow_neuron_module
 from .compile import TracedModel, is_compiled_dir, load_payload, model_name, read_manifest
-from .execute import FRAMEWORK, run_on_core
+from .execute import FRAMEWORK, INTER_OP_VARIABLE, INTRA_OP_VARIABLE, run_on_core
 from .parallel import write_auto_multicore
 
 if TYPE_CHECKING:
-    from ncrt.config import Config
+    from ncrt.config import Config, VariableTable
 
 __all__: list[str] = []
 
@@ -44,6 +45,15 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
     verify_payload(manifest, artifact, config.validate_hash)
     payload = load_payload(artifact, manifest)
     return Model(model_name(Path(artifact)), FRAMEWORK, manifest, payload, runner=run_on_core)
+
+
+@hookimpl
+def ncrt_add_variables(variables: VariableTable) -> None:
+    """The sizes of TensorFlow's process-wide thread pools, when the defaults do not suit."""
+    variables.add(Variable(INTRA_OP_VARIABLE, "TensorFlow intra-op threads (default: the CPUs behind one core)",
+                           "an integer from 1", "CPUs per core", parse_positive))
+    variables.add(Variable(INTER_OP_VARIABLE, "TensorFlow inter-op threads (default: the host's CPUs)",
+                           "an integer from 1", "host CPUs", parse_positive))
 
 
 @hookimpl

@@ -8,21 +8,21 @@ loaded copy of the weights: each core's executor thread runs the same TF functio
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from ncrt import get_runtime
 from ncrt.adapters.tensorflow import ADAPTER
-from ncrt.batching import batch_size_of, even_bounds
+from ncrt.batching import batch_size_of
 from ncrt.errors import BadInputError, ModelLoadError
 from ncrt.manifest import Manifest
 from ncrt.model import Model
+from ncrt.parallel import DataParallelRunner
 from ncrt.placement import PlacementRequest
 
 from .execute import FRAMEWORK, import_tf
-from .placement import AUTO_MULTICORE_KEY, check_fits, default_replicas
+from .placement import AUTO_MULTICORE_KEY, check_fits, default_replicas, replicas_asked
 
 if TYPE_CHECKING:
     from ncrt.model import LoadedModel
@@ -40,7 +40,8 @@ class NeuronModel:
     name (``input_1`` or ``input_1:0``). Outputs: a tensor, a tuple, or a dict of tensors, as
     the traced model returned them (a dict for ``saved_model.compile``). Inference only.
 
-    Dynamic batching: a batch is cut into compiled-batch chunks (the last padded); when
+    Dynamic batching (:class:`ncrt.parallel.DataParallelRunner`, ``fused`` and
+    ``idle_only``): a batch is cut into compiled-batch chunks (the last padded); when
     several replicas are idle the chunks are dealt out to them as contiguous runs, else the
     whole call goes to the least-loaded replica. A run of k chunks is one framework call
     on its core (same outputs as k calls, less overhead). Without dynamic batching the
@@ -55,6 +56,8 @@ class NeuronModel:
         self.input_names = [spec["name"] for spec in self.manifest.inputs]
         self.output_names = [spec["name"] for spec in self.manifest.outputs]
         self.compiled_batch = int(self.manifest.batch_size or 1)
+        self._runner = DataParallelRunner(loaded, ADAPTER, compiled_batch=self.compiled_batch,
+                                          fused=True, idle_only=True)
 
     @property
     def name(self) -> str:
@@ -98,11 +101,10 @@ class NeuronModel:
         return [_as_batch(value, name) for value, name in zip(args, self.input_names)]
 
     def _dispatch(self, inputs: list[Any]) -> dict[str, Any]:
-        total = batch_size_of(inputs, ADAPTER, 0)
-        if not self.manifest.dynamic_batching:
-            self._check_static(total)
-            return self.loaded.run(tuple(inputs))
-        return self._run_dynamic(inputs, total)
+        if self.manifest.dynamic_batching:
+            return self._runner(tuple(inputs))
+        self._check_static(batch_size_of(inputs, ADAPTER, 0))
+        return self.loaded.run(tuple(inputs))
 
     def _check_static(self, total: int) -> None:
         if total != self.compiled_batch:
@@ -111,37 +113,6 @@ class NeuronModel:
                 f"batching, got a batch of {total}; send batches of {self.compiled_batch}, or compile "
                 "with dynamic_batch_size=True"
             )
-
-    def _run_dynamic(self, inputs: list[Any], total: int) -> dict[str, Any]:
-        chunks = -(-total // self.compiled_batch)
-        idle = self._idle_replicas()
-        runs = even_bounds(chunks, max(1, min(chunks, len(idle))))
-        if len(runs) == 1:
-            return self._trim(self.loaded.run(self._rows(inputs, 0, chunks, total)), total)
-        futures = [
-            self.loaded.submit(self._rows(inputs, start, length, total), replica=replica)
-            for replica, (start, length) in zip(idle, runs)
-        ]
-        return self._join([f.result() for f in futures], runs, total)
-
-    def _idle_replicas(self) -> list[int]:
-        outstanding = self.loaded.outstanding
-        return [index for index, count in enumerate(outstanding) if count == 0]
-
-    def _rows(self, inputs: list[Any], chunk: int, chunks: int, total: int) -> tuple[Any, ...]:
-        """The rows of ``chunks`` compiled-batch chunks from ``chunk`` on, padded to whole chunks."""
-        adapter, batch = ADAPTER, self.compiled_batch
-        start, stop = chunk * batch, min(total, (chunk + chunks) * batch)
-        part = [adapter.narrow(x, 0, start, stop - start) for x in inputs]
-        return tuple(adapter.pad(x, 0, chunks * batch) for x in part)
-
-    def _trim(self, outputs: dict[str, Any], rows: int) -> dict[str, Any]:
-        return {name: value[:rows] for name, value in outputs.items()}
-
-    def _join(self, parts: list[dict[str, Any]], runs: list[tuple[int, int]], total: int) -> dict[str, Any]:
-        batch = self.compiled_batch
-        rows = [min(total, (start + length) * batch) - start * batch for start, length in runs]
-        return {name: np.concatenate([p[name][:r] for p, r in zip(parts, rows)]) for name in parts[0]}
 
     def _structure(self, outputs: dict[str, Any]) -> Any:
         tf = import_tf()
@@ -191,23 +162,24 @@ def load_artifact(runtime: Runtime, artifact: Any) -> Model:
 
 
 def load_model(artifact: Any, *, name: str | None = None, start: int | None = None,
-               device_ids: Sequence[int] | None = None, group: int | None = None,
+               device_ids: Sequence[int] | None = None, device_index: int | None = None,
                replicas: int | None = None) -> NeuronModel:
     """Load an ncrt-compiled TensorFlow model and place it (next free group by default).
 
     ``start`` (FlexEG start core), ``device_ids`` (exact cores, one replica each) and
-    ``group`` (a legacy NCG group index, answered by the ncg plugin) are passed through to
-    placement; ``replicas`` defaults to :func:`default_replicas`.
+    ``device_index`` (a device-context index: the start core under runtime 2.x, a group
+    index under the legacy ``NEURONCORE_GROUP_SIZES``) are passed through to placement;
+    ``replicas`` defaults to the framework's replication (:func:`default_replicas`).
     """
     runtime = get_runtime()
     model = load_artifact(runtime, artifact)
     if name:
         model.name = name
-    count = len(device_ids) if device_ids is not None else replicas or default_replicas(runtime, model.manifest)
-    if model.manifest.extra.get(AUTO_MULTICORE_KEY):
-        check_fits(runtime, count, f"model {model.name!r} (written by tf-auto-multicore)")
+    asked = len(device_ids) if device_ids is not None else replicas_asked(model.manifest, replicas)
+    if model.manifest.extra.get(AUTO_MULTICORE_KEY) and asked:
+        check_fits(runtime, asked, f"model {model.name!r} (written by tf-auto-multicore)")
     request = PlacementRequest(
-        cores_per_replica=model.manifest.pipeline_cores, replicas=count, start=start,
-        device_ids=tuple(device_ids) if device_ids is not None else None, group=group,
+        cores_per_replica=model.manifest.pipeline_cores, replicas=asked, default_replicas=default_replicas(runtime),
+        start=start, device_ids=tuple(device_ids) if device_ids is not None else None, device_index=device_index,
     )
     return NeuronModel(runtime.place(model, request))

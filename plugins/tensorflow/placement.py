@@ -14,7 +14,14 @@ from ncrt.manifest import Manifest
 if TYPE_CHECKING:
     from ncrt.runtime import Runtime
 
-__all__ = ["AUTO_MULTICORE_KEY", "DEFAULT_REPLICAS", "check_fits", "check_single_core", "default_replicas"]
+__all__ = [
+    "AUTO_MULTICORE_KEY",
+    "DEFAULT_REPLICAS",
+    "check_fits",
+    "check_single_core",
+    "default_replicas",
+    "replicas_asked",
+]
 
 DEFAULT_REPLICAS = 4
 """A 1-core model without explicit replication is replicated on up to this many cores (seed 000)."""
@@ -22,25 +29,23 @@ DEFAULT_REPLICAS = 4
 AUTO_MULTICORE_KEY = "auto_multicore_cores"
 """Manifest ``extra`` key written by ``ncrt tf-auto-multicore``: replicas made on load."""
 
-NCG_REPLICAS_KEY = "ncg_replicas"
+def replicas_asked(manifest: Manifest, replicas: int | None) -> int | None:
+    """The replicas a load names: given ones, 1 for a pipeline model, a tf-auto-multicore count.
 
-
-def default_replicas(runtime: Runtime, manifest: Manifest) -> int:
-    """How many replicas a model gets when the caller names none.
-
-    - a model compiled for more than one core (``--neuroncore-pipeline-cores N``): 1;
-    - a model written by ``ncrt tf-auto-multicore --num_cores N``: N;
-    - legacy NCG auto replication: ``runtime.config.extra["ncg_replicas"]``, which the ncg
-      plugin sets in its ``ncrt_configure`` hook from ``NEURONCORE_GROUP_SIZES=Nx1``;
-    - otherwise ``min(4, cores of the process)`` ("replicate on up to 4 cores", seed 000).
+    ``None`` asks for the framework's default replication (:func:`default_replicas`),
+    which a legacy NeuronCore Group layout may override (``Nx1``: one per group).
     """
+    if replicas:
+        return replicas
     if manifest.pipeline_cores != 1:
         return 1
     if manifest.extra.get(AUTO_MULTICORE_KEY):
         return int(manifest.extra[AUTO_MULTICORE_KEY])
-    legacy = runtime.config.extra.get(NCG_REPLICAS_KEY)
-    if legacy:
-        return int(legacy)  # type: ignore[arg-type]
+    return None
+
+
+def default_replicas(runtime: Runtime) -> int:
+    """A 1-core model named no replicas: ``min(4, cores of the process)`` (seed 000)."""
     return min(DEFAULT_REPLICAS, len(runtime.cores))
 
 

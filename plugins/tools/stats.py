@@ -1,10 +1,9 @@
 """Per-process statistics: a publisher thread in every runtime, and a reader for the tools.
 
-Every runtime re-publishes its record (``procs/<pid>.json`` in the state directory, see
-:mod:`ncrt.records`) a few times a second, enriched with per-core utilization and
-latency percentiles, so ``ncrt top`` and ``ncrt monitor`` can watch other processes.
-Writes are atomic (a temporary file renamed over the old one); the record is withdrawn
-when the runtime closes. The execute path is untouched: the publisher only reads the
+Every runtime re-publishes its record (``procs/<pid>.json`` in the state directory,
+written by its one writer in :mod:`ncrt.records`) a few times a second; this plugin adds
+per-core utilization, latency percentiles and the process tag (``ncrt_process_record``),
+so ``ncrt top`` and ``ncrt monitor`` can watch other processes. The execute path is untouched: the publisher only reads the
 counters the executors already keep.
 
 Readers trust a record only while its pid still holds core locks
@@ -14,8 +13,6 @@ Readers trust a record only while its pid still holds core locks
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import threading
 import time
 from collections import deque
@@ -23,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ncrt.config import Variable
 from ncrt.hookspecs import hookimpl
-from ncrt.records import read_records, records_dir
+from ncrt.records import publish, read_records
+from ncrt.stash import StashKey
 
 if TYPE_CHECKING:
-    from ncrt.model import LoadedModel
+    from ncrt.config import VariableTable
     from ncrt.runtime import Runtime
     from ncrt.topology import Topology
 
@@ -37,13 +36,12 @@ __all__ = [
     "ProcessStats",
     "add_survey_arguments",
     "StatsPublisher",
-    "build_record",
+    "add_statistics",
     "percentiles",
     "probe_core_holders",
     "read_processes",
     "sample_host",
     "survey_target",
-    "write_atomically",
 ]
 
 PUBLISH_PERIOD = 0.25
@@ -79,23 +77,9 @@ class _BusyWindow:
         return [min(1.0, max(0.0, (b - a) / elapsed)) for a, b in zip(before, busy)]
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file of this thread and rename it over ``path``.
-
-    The temporary name carries the thread id as well as the pid, so a write racing with
-    ``ncrt.records.publish`` in another thread never shares its temporary file.
-    """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
-def build_record(runtime: Runtime, utilization: list[float] | None = None) -> dict[str, Any]:
-    """The runtime's record: ``describe()`` plus command, tag, time, utilization, latencies."""
-    record = runtime.describe()
-    record["command"] = runtime.reservation_command()
-    record["tag"] = os.environ.get(TAG_VARIABLE, "")
-    record["time"] = time.time()
+def add_statistics(record: dict[str, Any], runtime: Runtime, utilization: list[float] | None) -> None:
+    """Tag, publishing period, per-core utilization and latency percentiles, added to ``record``."""
+    record["tag"] = runtime.config.setting(TAG_VARIABLE) or ""
     record["stats_period"] = PUBLISH_PERIOD
     every: list[float] = []
     for entry, counters in zip(record["cores"], runtime.counters):
@@ -104,75 +88,75 @@ def build_record(runtime: Runtime, utilization: list[float] | None = None) -> di
         entry["latency"] = percentiles(samples)
         entry["utilization"] = utilization[entry["index"]] if utilization else 0.0
     record["latency"] = percentiles(every)
-    return record
 
 
 class StatsPublisher:
-    """A daemon thread that re-publishes one runtime's record every ``period`` seconds."""
+    """A daemon thread that has one runtime's record re-published every ``period`` seconds.
+
+    The record itself is written by :mod:`ncrt.records` (its one writer); this plugin adds
+    its figures through ``ncrt_process_record``, sampling utilization each time.
+    """
 
     def __init__(self, runtime: Runtime, period: float = PUBLISH_PERIOD) -> None:
         self.runtime = runtime
         self.period = period
-        self.path = records_dir(runtime.state_dir) / f"{runtime.pid}.json"
         self._window = _BusyWindow(len(runtime.cores))
-        self._utilization: list[float] | None = None
+        self._window_lock = threading.Lock()
         self._stop = threading.Event()
-        self._write_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="ncrt-stats", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread and wait for it, so nothing is written after the withdrawal."""
+        """Stop the thread and wait for it."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
-    def publish(self) -> None:
-        """Sample the counters and write the record now (atomically)."""
-        with self._write_lock:
-            if self._stop.is_set() or self.runtime.closed:
-                return
-            busy = [counters.busy_seconds for counters in self.runtime.counters]
-            self._utilization = self._window.update(time.monotonic(), busy)
-            write_atomically(self.path, json.dumps(build_record(self.runtime, self._utilization)))
+    def utilization(self) -> list[float]:
+        """Each core's busy fraction over the last second, sampled now."""
+        busy = [counters.busy_seconds for counters in self.runtime.counters]
+        with self._window_lock:
+            return self._window.update(time.monotonic(), busy)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period):
             try:
-                self.publish()
+                publish(self.runtime)
             except OSError:
                 continue  # state directory briefly unavailable: try again next period
 
 
-_publishers: dict[int, StatsPublisher] = {}
+_PUBLISHER = StashKey[StatsPublisher]()
 
 
 def publisher_of(runtime: Runtime) -> StatsPublisher | None:
     """The publisher started for ``runtime`` (None when the plugin is blocked)."""
-    return _publishers.get(id(runtime))
+    return runtime.stash.get(_PUBLISHER, None)
+
+
+@hookimpl
+def ncrt_add_variables(variables: VariableTable) -> None:
+    variables.add(Variable(TAG_VARIABLE, "A tag that names this process in ncrt top and ncrt monitor",
+                           "any text", "none", value=""))
 
 
 @hookimpl
 def ncrt_runtime_started(runtime: Runtime) -> None:
-    publisher = StatsPublisher(runtime)
-    _publishers[id(runtime)] = publisher
+    publisher = runtime.stash.setdefault(_PUBLISHER, StatsPublisher(runtime))
     publisher.start()
 
 
-@hookimpl(trylast=True)
-def ncrt_model_loaded(loaded: LoadedModel) -> None:
-    """Re-publish at once after ``ncrt.records`` wrote its plain record, keeping the stats."""
-    publisher = publisher_of(loaded.runtime)
-    if publisher is not None:
-        publisher.publish()
+@hookimpl
+def ncrt_process_record(runtime: Runtime, record: dict[str, Any]) -> None:
+    publisher = publisher_of(runtime)
+    add_statistics(record, runtime, publisher.utilization() if publisher is not None else None)
 
 
-@hookimpl(tryfirst=True)
+@hookimpl
 def ncrt_runtime_stopping(runtime: Runtime) -> None:
-    """Stop publishing before ``ncrt.records`` withdraws the record."""
-    publisher = _publishers.pop(id(runtime), None)
+    publisher = publisher_of(runtime)
     if publisher is not None:
         publisher.stop()
 

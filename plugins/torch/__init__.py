@@ -21,10 +21,9 @@ from .compile import trace
 from .execute import FRAMEWORK, TorchCall, TorchPayload
 from .model import NeuronModule, as_neuron_module, check_inputs, load, manifest_of, save, set_multicore, set_neuron_cores
 from .parallel import DataParallel, DynamicBatchingWarning, resolve_device_ids, weight_bytes
-from .placement import DEFAULT_REPLICAS, neuron_cores_context, placement_request
+from .placement import neuron_cores_context, placement_request
 
 __all__ = [
-    "DEFAULT_REPLICAS",
     "DataParallel",
     "DynamicBatchingWarning",
     "FRAMEWORK",

@@ -6,10 +6,9 @@ NeuronCores when called (placed on first call, at load, or by :func:`set_neuron_
 ``ncrt-manifest.json``, plus a module attribute that survives any save); :func:`load`
 (or ``torch.jit.load`` after ``import ncrt.compat``) places the model at once.
 
-Placement rule: a model compiled for 1 core is replicated on ``min(4, cores)`` cores as
-one group (the Neuron default "4x1"); a pipeline model of N cores gets one group of N.
-Groups are the next free ones in load order; when none is free a model shares the
-least-shared group (``ModelSwitchWarning``). :func:`set_neuron_cores` and
+Placement rule (torch-neuron's core-placement guide): each load puts one copy of the
+model on the next free group of its compiled size, in load order; when none is free a
+model shares the least-shared group (``ModelSwitchWarning``). :func:`set_neuron_cores` and
 :func:`~ncrt.plugins.torch.placement.neuron_cores_context` choose the start core and the
 core count explicitly. Importing this module does not import torch.
 """
@@ -32,7 +31,7 @@ from ncrt.model import LoadedModel, Model
 from ncrt.parallel import DataParallelRunner
 
 from .execute import FRAMEWORK, TorchCall, TorchPayload, import_torch, remember_caller_threads, run_on_core
-from .placement import NCG_GROUPS_KEY, cores_choice, placement_request
+from .placement import cores_choice, placement_request
 
 __all__ = [
     "MANIFEST_ATTRIBUTE",
@@ -164,8 +163,7 @@ class NeuronModule:
             choice = cores or self.cores_choice or cores_choice() or (-1, -1)
             remember_caller_threads()
             runtime = get_runtime()
-            legacy = bool(runtime.config.extra.get(NCG_GROUPS_KEY))
-            request = placement_request(self.manifest, len(runtime.cores), *choice, legacy_groups=legacy)
+            request = placement_request(self.manifest, *choice)
             self.loaded = runtime.place(self.to_model(), request)
             self._runner = DataParallelRunner(self.loaded, ADAPTER, dim=0, compiled_batch=self.manifest.batch_size)
             return self.loaded

@@ -1,5 +1,9 @@
 """Where a torch model goes: one copy per load on the next free cores, or cores named explicitly.
 
+This is the torch-neuron core-placement guide's rule: ``torch.jit.load`` of a model
+compiled for N cores puts one copy on the N least-used cores in load order (replication
+by default is TensorFlow-Neuron's alone, seed 000).
+
 :func:`neuron_cores_context` (torch-neuron's explicit placement) makes every model created
 inside it go on ``nc_count`` cores from ``start_nc``; :func:`placement_request` turns such
 a choice (or none) into the runtime's :class:`~ncrt.PlacementRequest`.
@@ -15,31 +19,24 @@ from ncrt.errors import BadInputError
 from ncrt.manifest import Manifest
 from ncrt.placement import PlacementRequest
 
-__all__ = ["DEFAULT_REPLICAS", "NCG_GROUPS_KEY", "cores_choice", "neuron_cores_context", "placement_request"]
-
-DEFAULT_REPLICAS = 4  # a 1-core model is replicated on up to 4 cores ("4x1", seed 000)
+__all__ = ["cores_choice", "neuron_cores_context", "placement_request"]
 
 _cores_context: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
     "ncrt_torch_cores", default=None
 )
 
 
-NCG_GROUPS_KEY = "ncg_groups"  # set by the ncg plugin under NEURONCORE_GROUP_SIZES
-
-
-def placement_request(manifest: Manifest, core_count: int, start_nc: int = -1,
-                      nc_count: int = -1, legacy_groups: bool = False) -> PlacementRequest:
+def placement_request(manifest: Manifest, start_nc: int = -1, nc_count: int = -1) -> PlacementRequest:
     """The request for a torch model: ``nc_count`` cores from ``start_nc`` (-1: the default rule).
 
-    Under legacy NeuronCore Groups (``legacy_groups``: the ncg plugin set
-    ``config.extra["ncg_groups"]``) models fill the groups in load order, one model per
-    group, so the default rule asks for a single replica and the ncg plugin picks the group.
+    The default rule is torch-neuron's: each load puts one copy of the model on the
+    next free cores of its compiled size (``--neuroncore-pipeline-cores``); only an
+    explicit ``nc_count`` replicates it.
     """
     width = manifest.pipeline_cores
     start = start_nc if start_nc >= 0 else None
     if nc_count < 0:
-        room = core_count - (start or 0)
-        replicas = max(1, min(DEFAULT_REPLICAS, room)) if width == 1 and not legacy_groups else 1
+        replicas = 1
     elif nc_count == 0 or nc_count % width:
         raise BadInputError(
             f"nc_count={nc_count} cannot hold a model compiled for {width} NeuronCore(s); "

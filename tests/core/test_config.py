@@ -72,12 +72,12 @@ def test_empty_environment_gives_the_defaults() -> None:
     assert config.async_exec_max_inflight_requests == 0
     assert config.allow_legacy_neff is False
     assert config.max_num_infers is None
-    assert config.group_sizes is None and config.instance_type is None and config.state_dir is None
+    assert config.instance_type is None and config.state_dir is None
     assert config.strict is False
     assert config.queue_full == "block"
     assert config.disabled_plugins == ()
-    assert config.legacy_ncg == "warn"
-    assert config.extra == {}
+    assert config.settings == {}
+    assert config.setting("NCRT_LEGACY_NCG") == "warn"  # a plugin's variable: its default
 
 
 @pytest.mark.parametrize("name", ALL_NAMES)
@@ -91,11 +91,11 @@ def test_default_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_config().num_cores == 2
 
 
-def test_config_is_mutable_and_extra_is_per_instance() -> None:
+def test_config_is_mutable_and_settings_are_per_instance() -> None:
     first, second = Config(), Config()
-    first.extra["ncg"] = True
+    first.settings["NCRT_LEGACY_NCG"] = "error"
     first.num_cores = 4
-    assert second.extra == {} and second.num_cores == 0
+    assert second.settings == {} and second.num_cores == 0
 
 
 def test_unrelated_variables_are_ignored() -> None:
@@ -307,7 +307,7 @@ def test_raw_strings_are_kept() -> None:
             "NCRT_STATE_DIR": "/tmp/ncrt-state",
         }
     )
-    assert config.group_sizes == "2,4,3,4"
+    assert config.setting("NEURONCORE_GROUP_SIZES") == "2,4,3,4"  # the ncg plugin's variable
     assert config.instance_type == "inf1.6xlarge"
     assert config.state_dir == "/tmp/ncrt-state"
 
@@ -324,7 +324,7 @@ def test_queue_full_invalid(text: str) -> None:
 
 @pytest.mark.parametrize(("text", "value"), [("warn", "warn"), ("Error", "error")])
 def test_legacy_ncg_valid(text: str, value: str) -> None:
-    assert parse_config({"NCRT_LEGACY_NCG": text}).legacy_ncg == value
+    assert parse_config({"NCRT_LEGACY_NCG": text}).setting("NCRT_LEGACY_NCG") == value
 
 
 @pytest.mark.parametrize("text", ["ignore", "true"])

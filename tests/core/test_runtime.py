@@ -94,11 +94,11 @@ def test_flexeg_start_that_does_not_fit_fails(runtime_env):
         runtime.load(sized(2), start=3)
 
 
-def test_group_placement_without_ncg_is_explained(runtime_env, monkeypatch):
-    monkeypatch.setenv("NCRT_DISABLE_PLUGINS", "ncg")
-    runtime = runtime_env()
-    with pytest.raises(PlacementError, match="NEURONCORE_GROUP_SIZES"):
-        runtime.load(double, group=1)
+def test_a_device_index_is_a_flexeg_start_core_under_runtime_2(runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    assert runtime.load(double, device_index=2).cores == (2,)
+    with pytest.raises(PlacementError, match="valid start indexes: 0, 1, 2"):
+        runtime.place(sized(2), ncrt.PlacementRequest(cores_per_replica=2, device_index=3))
 
 
 def test_errors_inside_a_model_name_the_core(runtime_env):

@@ -64,19 +64,19 @@ def test_translation_reserves_the_sum(runtime_env):
     with pytest.warns(DeprecationWarning, match="NEURON_RT_NUM_CORES=13 or NEURON_RT_VISIBLE_CORES=0-12"):
         runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge", NEURONCORE_GROUP_SIZES="2,4,3,4")
     assert len(runtime.cores) == 13
-    assert runtime.config.extra["ncg_groups"] == [(0, 2), (2, 4), (6, 3), (9, 4)]
-    assert "ncg_replicas" not in runtime.config.extra
+    layout = ncg.active_layout(runtime.config)
+    assert layout.groups == [(0, 2), (2, 4), (6, 3), (9, 4)] and layout.replication is None
 
 
 def test_nx1_publishes_replicas(runtime_env):
     with pytest.warns(DeprecationWarning):
         runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge", NEURONCORE_GROUP_SIZES="8x1")
-    assert runtime.config.extra["ncg_replicas"] == 8 and len(runtime.cores) == 8
+    assert ncg.active_layout(runtime.config).replication == 8 and len(runtime.cores) == 8
 
 
 def test_unset_changes_nothing(runtime_env):
     runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge")
-    assert len(runtime.cores) == 16 and "ncg_groups" not in runtime.config.extra
+    assert len(runtime.cores) == 16 and ncg.active_layout(runtime.config) is None
 
 
 def test_warning_once_per_process(runtime_env):
@@ -121,7 +121,7 @@ def _model(name, cores):
 
 def test_group_index_means_group(runtime_env):
     runtime = _ncg_runtime(runtime_env)
-    placed = [runtime.place(_model(f"m{i}", size), ncrt.PlacementRequest(cores_per_replica=size, group=i))
+    placed = [runtime.place(_model(f"m{i}", size), ncrt.PlacementRequest(cores_per_replica=size, device_index=i))
               for i, size in enumerate((2, 4, 3, 4))]
     assert [p.cores for p in placed] == [(0, 1), (2, 3, 4, 5), (6, 7, 8), (9, 10, 11, 12)]
     assert placed[1].run((5,)) == 5
@@ -130,15 +130,14 @@ def test_group_index_means_group(runtime_env):
 def test_group_index_errors(runtime_env):
     runtime = _ncg_runtime(runtime_env)
     with pytest.raises(PlacementError, match="Group 4 does not exist.*groups 0-3"):
-        runtime.load(identity, group=4)
+        runtime.load(identity, device_index=4)
     with pytest.raises(PlacementError, match="needing 3 NeuronCore.*Group 0 of 2"):
-        runtime.place(_model("big", 3), ncrt.PlacementRequest(cores_per_replica=3, group=0))
+        runtime.place(_model("big", 3), ncrt.PlacementRequest(cores_per_replica=3, device_index=0))
 
 
-def test_group_without_ncg_keeps_default_error(runtime_env):
+def test_device_index_without_ncg_is_the_start_core(runtime_env):
     runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
-    with pytest.raises(PlacementError, match="needs NEURONCORE_GROUP_SIZES"):
-        runtime.load(identity, group=1)
+    assert runtime.load(identity, device_index=1).cores == (1,)
 
 
 def test_load_order_fills_groups_then_shares(runtime_env):
@@ -155,8 +154,49 @@ def test_load_order_skips_groups_too_small(runtime_env):
     runtime = _ncg_runtime(runtime_env)
     assert runtime.place(_model("four", 4), ncrt.PlacementRequest(cores_per_replica=4)).cores == (2, 3, 4, 5)
     assert runtime.place(_model("two", 2), ncrt.PlacementRequest(cores_per_replica=2)).cores == (0, 1)
-    with pytest.raises(PlacementError, match="fits none of the NeuronCore Groups"):
-        runtime.place(_model("five", 5), ncrt.PlacementRequest(cores_per_replica=5))
+    with pytest.warns(RuntimeWarning, match="'five' needs 5 NeuronCore.*fits none of the NeuronCore Groups"):
+        five = runtime.place(_model("five", 5), ncrt.PlacementRequest(cores_per_replica=5))
+    assert five.cores == (6, 7, 8, 9, 10)  # across groups, on the next free cores
+
+
+def _guide_runtime(runtime_env, sizes):
+    with pytest.warns(DeprecationWarning):
+        return runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge", NEURONCORE_GROUP_SIZES=sizes)
+
+
+def _load_in_order(runtime, sizes):
+    return [runtime.place(_model(f"m{i}", size), ncrt.PlacementRequest(cores_per_replica=size)).cores
+            for i, size in enumerate(sizes)]
+
+
+def test_guide_overlapping_models_with_differing_sizes(runtime_env):
+    """torch-neuron core-placement guide, NCG '2,2': models of 2, 2, 1, 1, 1 cores."""
+    runtime = _guide_runtime(runtime_env, "2,2")
+    with pytest.warns(ncrt.ModelSwitchWarning):
+        placed = _load_in_order(runtime, (2, 2, 1, 1, 1))
+    assert placed == [(0, 1), (2, 3), (0,), (2,), (0,)]
+
+
+def test_guide_incompatible_model_sizes(runtime_env):
+    """torch-neuron core-placement guide, NCG '2,2': a 3-core model loads to nc0-nc2, across groups."""
+    runtime = _guide_runtime(runtime_env, "2,2")
+    with pytest.warns(ncrt.ModelSwitchWarning, match="'m2' on NC0-2 shares NeuronCores with m0, m1"):
+        with pytest.warns(RuntimeWarning, match="'m2' needs 3 NeuronCore.*fits none of the NeuronCore Groups"):
+            placed = _load_in_order(runtime, (2, 2, 3))
+    assert placed == [(0, 1), (2, 3), (0, 1, 2)]
+
+
+def test_guide_single_and_multiple_groups(runtime_env):
+    """torch-neuron core-placement guide: NCG '4' and '3,4,1'."""
+    assert _load_in_order(_guide_runtime(runtime_env, "4"), (4,)) == [(0, 1, 2, 3)]
+    ncg.reset_warning()
+    assert _load_in_order(_guide_runtime(runtime_env, "3,4,1"), (3, 4, 1)) == [(0, 1, 2), (3, 4, 5, 6), (7,)]
+
+
+def test_guide_multiple_model_copies(runtime_env):
+    """torch-neuron core-placement guide, NCG '2,2,2,2': four loads of a 2-core model, one per group."""
+    placed = _load_in_order(_guide_runtime(runtime_env, "2,2,2,2"), (2, 2, 2, 2))
+    assert placed == [(0, 1), (2, 3), (4, 5), (6, 7)]
 
 
 def test_replicas_go_one_per_group(runtime_env):

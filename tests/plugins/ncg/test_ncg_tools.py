@@ -22,7 +22,7 @@ import ncrt
 
 for index, size in enumerate((2, 4, 3, 4)):
     model = ncrt.Model(f"m{index}", "python", ncrt.Manifest(framework="python", pipeline_cores=size), abs)
-    placed = ncrt.get_runtime().place(model, ncrt.PlacementRequest(cores_per_replica=size, group=index))
+    placed = ncrt.get_runtime().place(model, ncrt.PlacementRequest(cores_per_replica=size, device_index=index))
     print(placed.name, "->", placed.placement.label)
     assert placed.run((-index,)) == index
 """
@@ -169,7 +169,7 @@ def test_migrate_check_same_and_different(tmp_path, python_env):
     legacy.write_text(LEGACY_APP)
     migrated = tmp_path / "migrated.py"
     migrated.write_text(LEGACY_APP.replace("NEURONCORE_GROUP_SIZES'] = '2,4,3,4'", "NEURON_RT_NUM_CORES'] = '13'")
-                        .replace("group=index", "start=(0, 2, 6, 9)[index]"))
+                        .replace("device_index=index", "start=(0, 2, 6, 9)[index]"))
     env = dict(python_env, NCRT_INSTANCE_TYPE="inf1.6xlarge")
     same = run_ncrt(["migrate", "check", "--migrated", f"{sys.executable} {migrated}", "--",
                      sys.executable, str(legacy)], env)

@@ -102,8 +102,7 @@ def test_default_replication_is_up_to_four_cores(models, runtime_env):
     runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge")
     model = tfn.load_model(models["dirs"][1])
     assert (model.placement, model.replica_count) == ("NC0-3", 4)
-    runtime.config.extra["ncg_replicas"] = 8
-    assert tfn.default_replicas(runtime, model.manifest) == 8
+    assert tfn.default_replicas(runtime) == 4
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 8])

@@ -20,9 +20,10 @@ EXPECTED = {
     "dataparallel_dim2.py": ["cannot enable dynamic batching: dim=2", "model_parallel -> NC0-3"],
     "dataparallel_dynamic_batching.py": [f"batch {size}: output ({size}, 10) matches" for size in range(2, 7)],
     "dataparallel_no_dynamic_batching.py": ["batch 8 refused", "got 8 / 4 = 2", "batch 4: output (4, 10) matches"],
-    "multiple_models_one_group.py": ["model0 -> NC0-1", "model1 -> NC0-1"],
+    "multiple_models_one_group.py": ["model0 -> NC0", "model1 -> NC1"],
     "model_groups_one_process.py": ["model0 -> NC0-1", "model1 -> NC2-5", "model2 -> NC6-8", "model3 -> NC9-12"],
-    "two_processes.py": ["model0 -> NC0-1 (global nc0-1)", "model0 -> NC0-1 (global nc2-3)"],
+    "two_processes.py": ["model0 -> NC0 (global nc0; the process holds nc0-nc1)",
+                         "model0 -> NC0 (global nc2; the process holds nc2-nc3)"],
 }
 
 

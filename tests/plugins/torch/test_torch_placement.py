@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 
@@ -24,21 +25,42 @@ def saved(cnn, path, cores=1):
     return str(path)
 
 
-def test_two_loaded_models_share_the_group_of_two_cores(cnn, tmp_path, runtime_env):
+def test_two_loaded_models_go_to_the_two_cores_of_the_group(cnn, tmp_path, runtime_env):
+    """Guide, ``NEURON_RT_NUM_CORES=2``: m0 loads to nc0, m1 to nc1 (seed 000: both in the group NC0-NC1)."""
     runtime_env(NEURON_RT_NUM_CORES="2")
-    first = neuron.load(saved(cnn, tmp_path / "a.pt"))
-    with pytest.warns(ncrt.ModelSwitchWarning, match="shares NeuronCores"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ncrt.ModelSwitchWarning)
+        first = neuron.load(saved(cnn, tmp_path / "a.pt"))
         second = neuron.load(saved(cnn, tmp_path / "b.pt"))
-    assert first.placement_label == second.placement_label == "NC0-1"
+    assert (first.placement_label, second.placement_label) == ("NC0", "NC1")
     image = torch.rand(1, 3, 8, 8)
     close(first(image), plain(cnn, image))
     close(second(image), plain(cnn, image))
 
 
-def test_a_one_core_model_is_replicated_on_up_to_four_cores(cnn, tmp_path, runtime_env):
+def test_each_load_puts_one_copy_on_the_next_free_core(cnn, tmp_path, runtime_env):
+    """Guide, "Example: Default": m0 loads to nc0, m1 to nc1 (no replication by default)."""
     runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge")
     path = saved(cnn, tmp_path / "a.pt")
-    assert [neuron.load(path).placement_label for _ in range(2)] == ["NC0-3", "NC4-7"]
+    assert [neuron.load(path).placement_label for _ in range(2)] == ["NC0", "NC1"]
+
+
+def test_visible_cores_place_on_those_cores(cnn, tmp_path, runtime_env):
+    """Guide, ``NEURON_RT_VISIBLE_CORES=4-5``: m0 loads to nc4, m1 to nc5."""
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge", NEURON_RT_VISIBLE_CORES="4-5")
+    path = saved(cnn, tmp_path / "a.pt")
+    placed = [neuron.load(path).placed() for _ in range(2)]
+    assert [[runtime.cores[c].global_index for c in p.cores] for p in placed] == [[4], [5]]
+
+
+def test_overlapping_models_spread_over_the_least_used_cores(cnn, tmp_path, runtime_env):
+    """Guide, "Overlapping Models", ``VISIBLE_CORES=0-1``: models of 1, 2, 1 cores load to nc0, nc0-nc1, nc1."""
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge", NEURON_RT_VISIBLE_CORES="0-1")
+    labels = []
+    with pytest.warns(ncrt.ModelSwitchWarning):
+        for name, cores in (("m0", 1), ("m1", 2), ("m2", 1)):
+            labels.append(neuron.load(saved(cnn, tmp_path / f"{name}.pt", cores)).placement_label)
+    assert labels == ["NC0", "NC0-1", "NC1"]
 
 
 def test_pipeline_models_fill_groups_in_load_order(cnn, tmp_path, runtime_env):
@@ -82,7 +104,7 @@ def test_bad_explicit_placements_are_explained(cnn, runtime_env):
 
 def test_calls_go_to_the_least_loaded_replica(cnn, runtime_env):
     runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
-    traced = neuron.trace(cnn, torch.rand(1, 3, 8, 8))
+    traced = neuron.set_multicore(neuron.trace(cnn, torch.rand(1, 3, 8, 8)))
     for _ in range(8):
         traced(torch.rand(1, 3, 8, 8))
     assert [counter.executions for counter in runtime.counters] == [2, 2, 2, 2]
@@ -106,4 +128,4 @@ def test_compat_names_are_the_plugin_objects(cnn, tmp_path, python_env):
     python_env["NEURON_RT_NUM_CORES"] = "2"
     out = subprocess.run([sys.executable, "-c", code], env=python_env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert "placed NC0-1 torch.Size([1, 5])" in out.stdout
+    assert "placed NC0 torch.Size([1, 5])" in out.stdout
