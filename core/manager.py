@@ -31,6 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "ncrt.plugins.monitor",
     "ncrt.plugins.bench",
     "ncrt.plugins.check_model",
+    "ncrt.plugins.ray",
 )
 
 
