@@ -93,7 +93,8 @@ def main() -> None:
         victim, info = workers[0], infos[0]
         ray.kill(victim)
         freed = wait_until_free(state_dirs[info["node_id"]], info["global_cores"][0])
-        print(f"killed pid {info['pid']}: nc{info['global_cores'][0]} of its node free after {freed:.2f} s")
+        print(f"killed pid {info['pid']}: nc{info['global_cores'][0]} of node {info['node_id'][:8]} "
+              f"free after {freed:.2f} s")
         successor = CoreWorker.options(**neuron_ray.actor_options(1, INSTANCE)).remote()
         after = ray.get(successor.info.remote(), timeout=60)
         print(f"the next actor, pid {after['pid']}, holds nc{after['global_cores'][0]} "
