@@ -33,6 +33,7 @@ RemoteWorker = ray.remote(num_cpus=0)(CoreWorker)
 
 @dataclass
 class TwoNodes:
+    ray_cluster: object
     state_dirs: dict[str, Path]
     workers: list = field(default_factory=list)
     infos: list[dict] = field(default_factory=list)
@@ -72,7 +73,7 @@ def cluster(tmp_path_factory):
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    yield TwoNodes(state_dirs)
+    yield TwoNodes(cluster, state_dirs)
     ray.shutdown()
     cluster.shutdown()
 
@@ -140,3 +141,26 @@ def test_impossible_requests_are_refused_with_the_nodes_named(cluster):
     assert str(too_many.value).count("inf1.xlarge node") == 2
     with pytest.raises(CoresUnavailableError, match="no node of the Ray cluster emulates inf2.xlarge"):
         neuron_ray.actor_options(1, "inf2.xlarge")
+
+
+def test_a_node_advertising_more_cores_than_it_emulates_fails_its_actor_clearly(cluster, tmp_path):
+    """Hand-written resources past the instance: the actor's runtime refuses Ray's ids (last test: adds a node)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(node_environment())
+    try:
+        node = cluster.ray_cluster.add_node(env_vars=neuron_ray.node_env(INSTANCE, tmp_path), num_cpus=1,
+                                            resources={"neuron_cores": 8})
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    try:
+        strategy = NodeAffinitySchedulingStrategy(node.node_id, soft=False)
+        actor = RemoteWorker.options(resources={"neuron_cores": 6}, scheduling_strategy=strategy).remote()
+        with pytest.raises(ray.exceptions.RayActorError) as failed:
+            ray.get(actor.info.remote(), timeout=120)
+        message = str(failed.value)
+        assert "NEURON_RT_VISIBLE_CORES='0-5' is not valid (core 4 does not exist; the last core is 3)" in message
+        assert "Failed to deserialize" not in message  # ncrt errors pickle (ncrt.errors.NcrtError.__reduce__)
+    finally:
+        cluster.ray_cluster.remove_node(node)
