@@ -141,3 +141,11 @@ def test_importing_the_plugin_does_not_import_ray(python_env):
     code = "import sys, ncrt, ncrt.plugins.ray; ncrt.get_runtime(); print('ray' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], env=python_env, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_without_ray_the_error_names_the_extra(python_env):
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from ncrt.plugins import ray as neuron_ray\n"
+            "try:\n    neuron_ray.neuron_nodes()\nexcept ImportError as error:\n    print(type(error).__name__, error)")
+    result = subprocess.run([sys.executable, "-c", code], env=python_env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.startswith("FrameworkMissingError ") and "pip install 'ncrt[ray]'" in result.stdout, result.stderr
