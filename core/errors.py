@@ -3,7 +3,9 @@
 Every error derives from :class:`NcrtError` and carries the Neuron Runtime status
 (``NRT_STATUS``, as in ``nrt_status.h``) that the real runtime would report for the
 same situation, so code that inspects ``error.status`` keeps working. Messages quote
-the value received and say what is accepted.
+the value received and say what is accepted. Errors pickle with their class, message,
+status and attributes, so they cross process boundaries intact (Ray actors,
+multiprocessing pools).
 """
 
 from __future__ import annotations
@@ -61,6 +63,19 @@ class NcrtError(Exception):
 
     def __str__(self) -> str:
         return f"{self.args[0]} [NRT_{self.status.name}]"
+
+    def __reduce__(self) -> tuple:
+        # The default rebuilds with cls(*args), which fails for subclasses whose
+        # __init__ takes other arguments (ConfigError, FrameworkMissingError).
+        # The instance's own status, if any, is in its __dict__ with the other attributes.
+        return (_rebuild, (type(self), self.args[0]), self.__dict__)
+
+
+def _rebuild(cls: type[NcrtError], message: str) -> NcrtError:
+    """An unpickled error: ``cls`` with ``message``; pickle then restores its attributes."""
+    error = cls.__new__(cls)
+    NcrtError.__init__(error, message)
+    return error
 
 
 class ConfigError(NcrtError, ValueError):

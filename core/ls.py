@@ -2,7 +2,8 @@
 
 Works from any process while others hold cores: holders are found by probing the core
 locks, and their models come from their records in the state directory (trusted only
-for pids that still hold locks).
+for pids that still hold locks). ``--json`` prints these rows for scripts;
+``--json-output`` prints what ``neuron-ls --json-output`` prints (``ncrt.neuron_ls``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ def render(topology: Topology, rows: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json_output:
+        from .neuron_ls import print_devices
+
+        return print_devices(args)
     config = parse_config()
     topology = build_topology(args.instance_type or config.instance_type)
     state_dir = Path(args.state_dir or config.state_dir or default_state_dir())
@@ -81,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
 def add_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ls", help="list NeuronCores, their holders and models")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument("--json-output", action="store_true",
+                        help="print the devices as neuron-ls --json-output does (what Ray reads)")
     parser.add_argument("--instance-type", help="topology preset (default: NCRT_INSTANCE_TYPE or the host)")
     parser.add_argument("--state-dir", help="state directory (default: NCRT_STATE_DIR or the per-user one)")
     parser.set_defaults(func=run)

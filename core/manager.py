@@ -39,6 +39,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("monitor", "ncrt.plugins.tools.monitor"),
     ("bench", "ncrt.plugins.tools.bench"),
     ("check_model", "ncrt.plugins.tools.check_model"),
+    ("ray", "ncrt.plugins.ray.commands"),
 )
 
 

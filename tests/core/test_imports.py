@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-FRAMEWORKS = ("torch", "tensorflow", "mxnet", "keras", "jax")
+FRAMEWORKS = ("torch", "tensorflow", "mxnet", "keras", "jax", "ray")
 
 PROBE = f"""
 import sys

@@ -200,7 +200,9 @@ def test_no_plugin_module_reads_the_environment_itself():
     from pathlib import Path
 
     root = Path(ncrt.__file__).resolve().parents[1] / "plugins"
-    allowed = {"report.py"}  # the placement report records the Neuron variables as data
+    # the placement report records the Neuron variables as data; the Ray worker reports the
+    # NEURON_RT_VISIBLE_CORES that Ray wrote, raw, beside the cores the runtime reserved
+    allowed = {"report.py", "worker.py"}
     offenders = []
     for path in root.rglob("*.py"):
         text = path.read_text()
