@@ -22,12 +22,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ncrt.config import format_core_set
 from ncrt.errors import ConfigError
 from ncrt.hookspecs import hookimpl
 
 from .launcher import add_run_options, child_environment, command_of, run_command
-from .shim import VARIABLE, GroupLayout, layout_of, legacy_value
 from .report import read_report
+from .shim import VARIABLE, GroupLayout, layout_of, legacy_value
 
 __all__ = ["translation", "render_env", "compare_reports", "render_comparison", "check"]
 
@@ -163,8 +164,6 @@ def _cell(model: dict | None) -> str:
 
 
 def _globals(model: dict) -> str:
-    from ncrt.config import format_core_set
-
     return format_core_set(model.get("global_cores", []))
 
 

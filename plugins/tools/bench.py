@@ -27,10 +27,13 @@ import numpy as np
 
 from ncrt.errors import BadInputError, ModelLoadError
 from ncrt.hookspecs import hookimpl
+from ncrt.parallel import DataParallelRunner
+from ncrt.runtime import LocalCore
+from ncrt.topology import Core, host_cpus
 
 if TYPE_CHECKING:
     from ncrt.model import Model
-    from ncrt.runtime import LocalCore, Runtime
+    from ncrt.runtime import Runtime
 
 __all__ = [
     "BenchPoint",
@@ -182,9 +185,6 @@ class BenchTarget:
 
 def _host_core(runtime: Runtime) -> LocalCore:
     """A core outside the runtime's, backed by every host CPU: where the bare framework runs."""
-    from ncrt.runtime import LocalCore
-    from ncrt.topology import Core, host_cpus
-
     return LocalCore(len(runtime.cores), Core(-1, -1, host_cpus()))
 
 
@@ -230,7 +230,6 @@ def _skip_reason(target: BenchTarget, point: BenchPoint) -> str | None:
 
 def run_point(target: BenchTarget, point: BenchPoint, duration: float) -> BenchResult:
     """Place the model on ``replicas`` groups, feed it from ``threads`` threads for ``duration``."""
-    from ncrt.parallel import DataParallelRunner
     from ncrt.placement import PlacementRequest
 
     reason = _skip_reason(target, point)

@@ -17,7 +17,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ncrt.errors import BadInputError
 from ncrt.hookspecs import hookimpl
+
 from .stats import ProcessStats, add_survey_arguments, read_processes, sample_host, survey_target
 
 if TYPE_CHECKING:
@@ -210,8 +212,6 @@ def _serve(collector: ReportCollector, port: int) -> Any:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from ncrt.errors import BadInputError
-
     if args.period <= 0:
         raise BadInputError(f"--period {args.period} is not valid; accepted: a number of seconds > 0")
     if args.prometheus is not None and not 0 <= args.prometheus <= 65535:

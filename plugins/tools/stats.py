@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ncrt.config import Variable
+from ncrt.config import Variable, parse_config
 from ncrt.hookspecs import hookimpl
 from ncrt.records import publish, read_records
+from ncrt.reservation import default_state_dir, probe_holders
 from ncrt.stash import StashKey
+from ncrt.topology import build_topology
 
 if TYPE_CHECKING:
     from ncrt.config import VariableTable
@@ -199,8 +201,6 @@ class ProcessStats:
 
 def probe_core_holders(topology: Topology, state_dir: Path | str) -> dict[int, int]:
     """Global core index -> pid of the process holding its lock right now (held cores only)."""
-    from ncrt.reservation import probe_holders
-
     holders = probe_holders(topology, Path(state_dir))
     return {core: holder.pid for core, holder in holders.items() if holder is not None}
 
@@ -225,10 +225,6 @@ def add_survey_arguments(parser: argparse.ArgumentParser) -> None:
 
 def survey_target(args: argparse.Namespace) -> tuple[Topology, Path]:
     """The topology and state directory the tools watch, from the arguments or the env."""
-    from ncrt.config import parse_config
-    from ncrt.reservation import default_state_dir
-    from ncrt.topology import build_topology
-
     config = parse_config()
     topology = build_topology(getattr(args, "instance_type", None) or config.instance_type)
     return topology, Path(getattr(args, "state_dir", None) or config.state_dir or default_state_dir())

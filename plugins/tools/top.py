@@ -18,7 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ncrt.errors import BadInputError
 from ncrt.hookspecs import hookimpl
+
 from .stats import (
     ProcessStats,
     add_survey_arguments,
@@ -263,8 +265,6 @@ def _live(sampler: Sampler, interval: float, console: Any) -> int:
 def run(args: argparse.Namespace) -> int:
     """``--once``: print one frame; otherwise the live view until ``q``."""
     from rich.console import Console
-
-    from ncrt.errors import BadInputError
 
     if args.interval <= 0:
         raise BadInputError(f"--interval {args.interval} is not valid; accepted: a number of seconds > 0")
