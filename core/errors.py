@@ -24,6 +24,8 @@ __all__ = [
     "QueueFullError",
     "BadInputError",
     "FrameworkMissingError",
+    "ResourceLeakError",
+    "ProcessTimeoutError",
 ]
 
 
@@ -146,3 +148,15 @@ class FrameworkMissingError(NcrtError, ImportError):
         )
         self.framework = framework
         self.extra = extra
+
+
+class ResourceLeakError(NcrtError):
+    """A test ended with NeuronCores reserved or models loaded that it did not release."""
+
+    status = NrtStatus.RESOURCE
+
+
+class ProcessTimeoutError(NcrtError, TimeoutError):
+    """A process started for a test ran past its time limit and was killed."""
+
+    status = NrtStatus.TIMEOUT

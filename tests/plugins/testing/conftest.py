@@ -1,0 +1,13 @@
+"""Helpers for the pytest plugin's tests (pytester itself is enabled in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def inner(pytester, monkeypatch):
+    """A pytester whose inner runs see no Neuron variables of the outer test."""
+    for name in ("NCRT_INSTANCE_TYPE", "NEURON_RT_NUM_CORES", "NEURON_RT_VISIBLE_CORES", "NEURONCORE_GROUP_SIZES"):
+        monkeypatch.delenv(name, raising=False)
+    return pytester
