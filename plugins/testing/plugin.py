@@ -129,8 +129,24 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     funcargs = getattr(item, "funcargs", None)
     if isinstance(funcargs, dict):
         funcargs.clear()  # torn-down fixture values; pytest drops them right after this hook
-    test.finish(check_models=not item.stash.get(_RAISED, False))
+    leak = _leak_of(test.finish, check_models=not item.stash.get(_RAISED, False))
+    if leak is not None:
+        _fail(leak)
     return result
+
+
+def _leak_of(finish, **options) -> ResourceLeakError | None:
+    try:
+        finish(**options)
+    except ResourceLeakError as error:
+        return error
+    return None
+
+
+def _fail(error: NcrtError) -> None:
+    """Fail the current test phase with ``error``'s message, without the plugin's traceback."""
+    __tracebackhide__ = True
+    pytest.fail(f"{type(error).__name__}: {error}", pytrace=False)
 
 
 def state_dir_of(item: pytest.Item) -> Path:
@@ -161,5 +177,5 @@ def neuron_process(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     leftover = processes.cleanup()
     if leftover and not request.node.stash.get(_RAISED, False):
         names = "; ".join(process.describe() for process in leftover)
-        raise ResourceLeakError(f"{request.node.nodeid} ended with process(es) still running, now killed: {names}; "
-                                "wait() for them, or stop() them, before the test ends")
+        _fail(ResourceLeakError(f"{request.node.nodeid} ended with process(es) still running, now killed: {names}; "
+                                "wait() for them, or stop() them, before the test ends"))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import numpy  # noqa: F401  (imported once here: pytester's in-process runs would import it again)
 import pytest
+
+from ncrt.manager import plugin_manager
+
+plugin_manager()  # the built-in plugin modules, imported once for the same reason
 
 
 @pytest.fixture
