@@ -120,24 +120,28 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     test = item.stash.get(_MARKED, None)
     if test is None:
         return (yield)
-    del item.stash[_MARKED]
     try:
         result = yield
-    except BaseException:
-        test.finish(check_models=False)
+    except BaseException as error:  # a fixture's teardown failed: clean up, keep its error first
+        leak = _leak_of(test, check_models=False)
+        if leak is not None and hasattr(error, "add_note"):
+            error.add_note(f"{type(leak).__name__}: {leak}")
         raise
+    finally:
+        del item.stash[_MARKED]
     funcargs = getattr(item, "funcargs", None)
     if isinstance(funcargs, dict):
         funcargs.clear()  # torn-down fixture values; pytest drops them right after this hook
-    leak = _leak_of(test.finish, check_models=not item.stash.get(_RAISED, False))
+    leak = _leak_of(test, check_models=not item.stash.get(_RAISED, False))
     if leak is not None:
         _fail(leak)
     return result
 
 
-def _leak_of(finish, **options) -> ResourceLeakError | None:
+def _leak_of(test: NeuronTest, check_models: bool) -> ResourceLeakError | None:
+    """Finish ``test``; the leak it found, if any."""
     try:
-        finish(**options)
+        test.finish(check_models)
     except ResourceLeakError as error:
         return error
     return None
@@ -166,7 +170,8 @@ def neuron_state_dir(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture
-def neuron_process(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NeuronProcesses]:
+def neuron_process(request: pytest.FixtureRequest,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[NeuronProcesses]:
     """Run programs under ncrt in their own processes: ``neuron_process("app.py", num_cores=2)``.
 
     Returns a :class:`~ncrt.plugins.testing.processes.NeuronProcesses`; a process still

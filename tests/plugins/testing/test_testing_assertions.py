@@ -105,7 +105,8 @@ def test_ncrt_testing_loads_its_names_lazily_and_import_ncrt_stays_light():
     with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
         ncrt.testing.nothing
     probe = ("import sys, ncrt, ncrt.testing; before = sorted(m for m in sys.modules if m.startswith('ncrt.plugins') "
-             "or m == 'pytest'); ncrt.testing.NeuronRun; "
-             "print(before, 'pytest' in sys.modules, 'torch' in sys.modules or 'tensorflow' in sys.modules)")
+             "or m == 'pytest'); ncrt.testing.NeuronRun; after_names = 'pytest' in sys.modules; "
+             "import ncrt.plugins.testing.plugin; "
+             "print(before, after_names, any(m in sys.modules for m in ('torch', 'tensorflow', 'mxnet')))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["[]", "False", "False"], result.stderr

@@ -160,3 +160,32 @@ def test_a_process_left_holding_cores_is_a_reservation_leak(inner, tmp_path):
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+
+
+def test_a_failing_fixture_teardown_keeps_its_error_and_notes_the_leak(inner):
+    inner.makepyfile(test_broken='''
+        import os
+        import pytest
+        import ncrt
+
+        OPEN = []
+
+        @pytest.fixture
+        def broken():
+            yield
+            raise RuntimeError("the fixture's teardown broke")
+
+        @pytest.mark.neuron(instance="inf1.xlarge", num_cores=2)
+        def test_with_a_broken_fixture(broken):
+            ncrt.get_runtime()
+            OPEN.append(ncrt.Runtime(environ=dict(os.environ)))
+
+        def test_next_sees_the_environment_restored():
+            assert "NEURON_RT_NUM_CORES" not in os.environ
+    ''')
+    result = inner.runpytest()
+    result.assert_outcomes(passed=2, errors=1)
+    output = result.stdout.str()
+    assert "RuntimeError: the fixture's teardown broke" in output
+    assert "ResourceLeakError: test_broken.py::test_with_a_broken_fixture ended with NeuronCores" in output
+    assert "global cores 2-3 are still reserved by this test process" in output

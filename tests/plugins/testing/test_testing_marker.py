@@ -92,33 +92,34 @@ def test_group_sizes_marker_reserves_the_groups(inner):
     inner.runpytest().assert_outcomes(passed=1)
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
+BAD_MARKERS = [
     ('cores=2', "BadInputError: the neuron marker got unknown argument(s) cores; accepted: instance, num_cores, "
      "visible_cores, group_sizes, env"),
     ('"inf1.xlarge"', "BadInputError: the neuron marker takes keyword arguments only, got ('inf1.xlarge',)"),
     ('instance="inf9.huge"', "ConfigError: NCRT_INSTANCE_TYPE='inf9.huge' is not valid; accepted: one of inf1.xlarge"),
     ('num_cores="many"', "ConfigError: NEURON_RT_NUM_CORES='many' is not valid"),
     ('num_cores=[2]', "ConfigError: NEURON_RT_NUM_CORES=[2] is not valid (num_cores got a list); accepted: a whole"),
-    ('instance="inf1.xlarge", num_cores=5', "ConfigError: NEURON_RT_NUM_CORES='5' is not valid (this host has only 4 NeuronCores)"),
-    ('instance="inf1.xlarge", visible_cores=[0, 9]', "ConfigError: NEURON_RT_VISIBLE_CORES='0,9' is not valid (core 9 does not exist"),
+    ('instance="inf1.xlarge", num_cores=5',
+     "ConfigError: NEURON_RT_NUM_CORES='5' is not valid (this host has only 4 NeuronCores)"),
+    ('instance="inf1.xlarge", visible_cores=[0, 9]',
+     "ConfigError: NEURON_RT_VISIBLE_CORES='0,9' is not valid (core 9 does not exist"),
     ('group_sizes="2,x"', "ConfigError: NEURONCORE_GROUP_SIZES='2,x' is not valid"),
-    ('instance="inf1.xlarge", group_sizes="4,4"', "ConfigError: NEURONCORE_GROUP_SIZES='4,4' is not valid (inf1.xlarge has 4 "
-     "NeuronCores, the groups need 8)"),
+    ('instance="inf1.xlarge", group_sizes="4,4"',
+     "ConfigError: NEURONCORE_GROUP_SIZES='4,4' is not valid (inf1.xlarge has 4 NeuronCores, the groups need 8)"),
     ('env={"NEURON_RT_LOG_LEVEL": 1.5}', "BadInputError: env entry 'NEURON_RT_LOG_LEVEL': 1.5 is not valid"),
-])
-def test_bad_marker_arguments_are_setup_errors_that_say_what_is_accepted(inner, arguments, message):
-    inner.makepyfile(test_bad=f'''
-        import pytest
+]
 
-        @pytest.mark.neuron({arguments})
-        def test_never_runs():
-            raise AssertionError("the test body ran")
-    ''')
+
+def test_bad_marker_arguments_are_setup_errors_that_say_what_is_accepted(inner):
+    tests = "\n".join(f"@pytest.mark.neuron({arguments})\ndef test_bad_{index}():\n    raise AssertionError('ran')\n"
+                       for index, (arguments, _) in enumerate(BAD_MARKERS))
+    inner.makepyfile(test_bad="import pytest\n\n" + tests)
     result = inner.runpytest()
-    result.assert_outcomes(errors=1)
+    result.assert_outcomes(errors=len(BAD_MARKERS))
     output = result.stdout.str()
-    assert "neuron marker of test_bad.py::test_never_runs: " + message in output
-    assert "the test body ran" not in output and "plugin.py" not in output
+    for index, (_, message) in enumerate(BAD_MARKERS):
+        assert f"neuron marker of test_bad.py::test_bad_{index}: {message}" in output
+    assert "AssertionError: ran" not in output and "plugin.py" not in output
 
 
 INSTANCE_TESTS = '''
