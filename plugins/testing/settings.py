@@ -71,9 +71,11 @@ def _env_pairs(env: Any) -> tuple[tuple[str, str], ...]:
         raise BadInputError(f"env={env!r} is not valid; accepted: a dict of variable names to text values")
     pairs = []
     for name, value in env.items():
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
         if not isinstance(name, str) or not name or not (isinstance(value, str) or _is_int(value)):
             raise BadInputError(f"env entry {name!r}: {value!r} is not valid; accepted: a variable name "
-                                "and a text (or whole number) value")
+                                "and a text, path or whole number value")
         pairs.append((name, str(value)))
     return tuple(pairs)
 

@@ -44,8 +44,9 @@ def test_the_process_gets_only_the_variables_given(neuron_process, monkeypatch):
     monkeypatch.setenv("NEURON_RT_NUM_CORES", "1")  # the test's own, not passed on
     monkeypatch.setenv("NCRT_INSTANCE_TYPE", "inf1.xlarge")  # the test's instance is
     result = neuron_process([sys.executable, "-c", "import os, ncrt; print(len(ncrt.get_runtime().cores), "
-                             "os.environ['NCRT_INSTANCE_TYPE'], os.environ['EXTRA'])"], env={"EXTRA": "yes"})
-    assert result.check().stdout.split() == ["4", "inf1.xlarge", "yes"]
+                             "os.environ['NCRT_INSTANCE_TYPE'], os.environ['EXTRA'], os.environ['WHERE'])"],
+                            env={"EXTRA": "yes", "WHERE": Path("/some/path")})
+    assert result.check().stdout.split() == ["4", "inf1.xlarge", "yes", "/some/path"]
 
 
 def test_several_processes_share_the_hosts_cores(neuron_process, tmp_path):
