@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HeldModel", "HeldCores", "release_runtime", "held_cores", "describe_leaks"]
 
-_COLLECT_PATIENCE = 1.0  # seconds for executor threads of a closed runtime to finish
+_COLLECT_PATIENCE = 0.5  # seconds for executor threads of a closed runtime to finish
 
 
 @dataclass(frozen=True)

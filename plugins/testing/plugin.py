@@ -67,10 +67,17 @@ def _instance_of(config: pytest.Config) -> str | None:
     return instance
 
 
+def _state_dirs_of(config: pytest.Config) -> StateDirs:
+    try:
+        return StateDirs.from_config(config)
+    except NcrtError as error:  # an unsafe --neuron-state-dir
+        raise pytest.UsageError(f"--neuron-state-dir: {error}") from None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
-    config.stash[_STATE_DIRS] = StateDirs.from_config(config)
     instance = config.stash[_INSTANCE] = _instance_of(config)
+    config.stash[_STATE_DIRS] = _state_dirs_of(config)
     patch = config.stash[_SESSION_ENV] = pytest.MonkeyPatch()
     if instance:
         patch.setenv("NCRT_INSTANCE_TYPE", instance)

@@ -58,7 +58,9 @@ def test_a_model_kept_in_a_global_fails_the_test_naming_it(inner):
         @pytest.mark.neuron(instance="inf1.xlarge", visible_cores="1-3")
         def test_caches_a_model():
             CACHE["model"] = ncrt.load(lambda x: x, name="cached", replicas=2)
-            ncrt.load(lambda x: x, name="dropped", start=2)
+            CACHE["model"](1)
+            dropped = ncrt.load(lambda x: x, name="dropped", start=2)
+            assert dropped(1) == 1 and dropped.submit((2,)).result() == 2  # its jobs ran last
 
         @pytest.mark.neuron(instance="inf1.xlarge")
         def test_next_test_gets_every_core():

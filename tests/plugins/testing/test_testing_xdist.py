@@ -93,3 +93,13 @@ def test_without_xdist_the_shared_directory_is_shared_by_every_test(inner, tmp_p
     ''')
     inner.runpytest("--neuron-shared-state").assert_outcomes(passed=2)
     assert "NCRT_STATE_DIR" in os.environ  # the outer test's own, untouched
+
+
+def test_an_unsafe_state_directory_is_a_usage_error(inner, tmp_path):
+    unsafe = tmp_path / "shared"
+    unsafe.mkdir(mode=0o777)
+    unsafe.chmod(0o777)
+    inner.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    result = inner.runpytest("--neuron-state-dir", str(unsafe))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--neuron-state-dir: ncrt state path {unsafe} is group- or world-writable (mode 0o777)*"])
