@@ -12,6 +12,7 @@ the test opened itself (:func:`held_cores`).
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import time
 import weakref
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = ["HeldModel", "HeldCores", "release_runtime", "held_cores", "describe_leaks"]
 
-_COLLECT_PATIENCE = 0.5  # seconds for executor threads of a closed runtime to finish
+_COLLECT_PATIENCE = 1.0  # seconds for the executor threads of a closed runtime to finish
+_COLLECT_TRIES = 3
+_COLLECT_PAUSE = 0.02
 
 
 @dataclass(frozen=True)
@@ -69,14 +72,20 @@ class HeldCores:
 
 
 def _survivors(watched: list[tuple[weakref.ref, HeldModel]]) -> list[HeldModel]:
-    """The watched models still alive after collection (retried while executor threads wind down)."""
+    """The watched models still alive after collection.
+
+    The executor threads of the closed runtime drop their last job (and its model) once they
+    run again, which a long ``gc.collect()`` holding the GIL can delay: collection is tried
+    at least :data:`_COLLECT_TRIES` times, with pauses, for up to :data:`_COLLECT_PATIENCE` s.
+    """
     deadline = time.monotonic() + _COLLECT_PATIENCE
-    while True:
+    for attempt in itertools.count(1):
+        time.sleep(_COLLECT_PAUSE)
         gc.collect()
         alive = [model for reference, model in watched if reference() is not None]
-        if not alive or time.monotonic() >= deadline:
+        if not alive or (attempt >= _COLLECT_TRIES and time.monotonic() >= deadline):
             return alive
-        time.sleep(0.05)
+    raise AssertionError("unreachable")
 
 
 def release_runtime(watch_models: bool = True) -> list[HeldModel]:
