@@ -26,6 +26,8 @@ __all__ = [
     "QueueFullError",
     "BadInputError",
     "FrameworkMissingError",
+    "ResourceLeakError",
+    "ProcessTimeoutError",
 ]
 
 
@@ -161,3 +163,15 @@ class FrameworkMissingError(NcrtError, ImportError):
         )
         self.framework = framework
         self.extra = extra
+
+
+class ResourceLeakError(NcrtError):
+    """A test ended with NeuronCores reserved or models loaded that it did not release."""
+
+    status = NrtStatus.RESOURCE
+
+
+class ProcessTimeoutError(NcrtError, TimeoutError):
+    """A process started for a test ran past its time limit and was killed."""
+
+    status = NrtStatus.TIMEOUT

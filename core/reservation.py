@@ -58,6 +58,7 @@ __all__ = [
     "cores_label",
     "default_state_dir",
     "ensure_state_dir",
+    "held_cores",
     "lock_path",
     "probe_holders",
 ]
@@ -521,6 +522,19 @@ def probe_holders(topology: Topology, state_dir: Path | None = None) -> dict[int
     _check_state_dir(directory)
     with _FORK_GUARD, _allocation_lock(directory, shared=True):
         return _survey(directory, range(len(topology)))
+
+
+def held_cores(state_dir: Path) -> dict[int, Holder]:
+    """Every core held right now in ``state_dir``, whatever its topology: global index -> holder.
+
+    Creates nothing; cores held by this very process are listed too (with its own pid).
+    """
+    directory = Path(state_dir)
+    if not os.path.lexists(directory):
+        return {}
+    _check_state_dir(directory)
+    with _FORK_GUARD, _allocation_lock(directory, shared=True):
+        return _live_holders(directory)
 
 
 def _after_fork_in_child() -> None:

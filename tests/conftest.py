@@ -10,6 +10,10 @@ import pytest
 
 import ncrt
 
+# pytester tests the pytest plugin (tests/plugins/testing); pytest accepts pytest_plugins only
+# in a top-level conftest, and pytester does nothing for tests that do not ask for it.
+pytest_plugins = ["pytester"]
+
 REPO = Path(__file__).resolve().parents[1]
 
 _RUNTIME_VARIABLES = [
@@ -19,8 +23,14 @@ _RUNTIME_VARIABLES = [
 
 
 @pytest.fixture(autouse=True)
-def isolated_runtime(tmp_path_factory, monkeypatch):
-    """No inherited Neuron variables, a private state dir, no runtime left behind."""
+def isolated_runtime(request, tmp_path_factory, monkeypatch):
+    """No inherited Neuron variables, a private state dir, no runtime left behind.
+
+    A test with the ``neuron`` marker gets all of that from the ncrt pytest plugin instead.
+    """
+    if request.node.get_closest_marker("neuron") is not None:
+        yield Path(os.environ["NCRT_STATE_DIR"])
+        return
     for name in _RUNTIME_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     state_dir = tmp_path_factory.mktemp("state")

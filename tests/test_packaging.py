@@ -39,3 +39,4 @@ def test_the_wheel_contains_every_module(tmp_path):
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "ncrt = ncrt.cli:main" in text
     assert "neuron-ls = ncrt.neuron_ls:main" in text
+    assert "[pytest11]\nncrt = ncrt.plugins.testing.plugin" in text

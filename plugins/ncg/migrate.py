@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ncrt.config import format_core_set
-from ncrt.errors import ConfigError
+from ncrt.errors import BadInputError, ConfigError
 from ncrt.hookspecs import hookimpl
 
 from .launcher import add_run_options, child_environment, command_of, run_command
@@ -140,17 +140,28 @@ def _pairs(legacy: list[dict[str, Any]], migrated: list[dict[str, Any]]) -> list
     return list(zip((legacy + pad)[:count], (migrated + pad)[:count]))
 
 
-def _same(left: dict | None, right: dict | None) -> bool:
+CORE_VIEWS = {"process": "cores", "global": "global_cores"}
+"""What ``compare_reports(cores=...)`` compares: per-process core indices or global ones."""
+
+
+def _same(left: dict | None, right: dict | None, cores: str = "process") -> bool:
     if left is None or right is None:
         return False
-    keys = ("cores", "cores_per_replica", "framework")
+    keys = (CORE_VIEWS[cores], "cores_per_replica", "framework")
     return all(left.get(key) == right.get(key) for key in keys)
 
 
-def compare_reports(legacy: Mapping[str, Any], migrated: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per model: both placements and whether they are the same."""
+def compare_reports(legacy: Mapping[str, Any], migrated: Mapping[str, Any],
+                    cores: str = "process") -> list[dict[str, Any]]:
+    """One row per model: both placements and whether they are the same.
+
+    ``cores="process"`` compares the cores as each process indexes them (from 0);
+    ``cores="global"`` compares the host's global core indices.
+    """
+    if cores not in CORE_VIEWS:
+        raise BadInputError(f"cores={cores!r} is not valid; accepted: {' or '.join(map(repr, CORE_VIEWS))}")
     return [
-        {"legacy": left, "migrated": right, "same": _same(left, right)}
+        {"legacy": left, "migrated": right, "same": _same(left, right, cores)}
         for left, right in _pairs(_models(legacy), _models(migrated))
     ]
 

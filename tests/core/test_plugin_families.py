@@ -15,6 +15,7 @@ import pytest
 import ncrt
 from ncrt.config import ConfigError, InvalidValue, Variable, VariableTable, parse_config
 from ncrt.manager import plugin_manager, variable_table
+from ncrt.plugins.ncg import shim
 from ncrt.records import read_records
 
 
@@ -47,6 +48,7 @@ REVERSED_GROUPS = """
 def test_an_entry_point_plugin_replaces_the_ncg_shims_answer(tmp_path, monkeypatch, runtime_env):
     monkeypatch.setenv("NCRT_INSTANCE_TYPE", "inf1.xlarge")
     monkeypatch.setenv("NEURONCORE_GROUP_SIZES", "4x1")
+    shim.reset_warning()  # the deprecation warning is once per process
     with pytest.warns(DeprecationWarning):
         shim_answer = runtime_env().place(_model("a"), ncrt.PlacementRequest(device_index=0))
     assert shim_answer.cores == (0,)  # the shim: group 0
