@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from ncrt.errors import BadInputError
 
-__all__ = ["InputStructure", "callable_of", "keyword_only_names", "structure_of"]
+__all__ = ["InputStructure", "callable_of", "check_call", "keyword_only_names", "structure_of"]
 
 TENSOR, LIST, TUPLE, DICT = "tensor", "list", "tuple", "dict"
 
@@ -84,6 +84,20 @@ def keyword_only_names(func: Any) -> list[str] | None:
     if positional or not isinstance(keywords, Mapping) or not keywords:
         return None
     return list(keywords)
+
+
+def check_call(func_or_model: Any, structure: InputStructure, count: int) -> None:
+    """Refuse, before tracing, examples a keyword-only signature cannot take."""
+    names = keyword_only_names(func_or_model)
+    if names is None:
+        return
+    if structure.kind == DICT and set(structure.names) != set(names):
+        raise BadInputError(f"the signature takes inputs {names}; the example dict has {list(structure.names)}")
+    if structure.kind != DICT and count != len(names):
+        raise BadInputError(
+            f"the signature takes inputs {names} (keyword arguments); got {count} positional "
+            "tensor(s): pass a dict of example inputs by name"
+        )
 
 
 def _signature_caller(func: Any, names: list[str]) -> Any:

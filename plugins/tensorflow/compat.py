@@ -87,12 +87,28 @@ def _patch_keras_models(models: Any) -> None:
     _wrap(models, "save_model", _saving)
 
 
+def _patch_saved_model(tf: types.ModuleType) -> None:
+    """``tf.saved_model.load``/``save``, wrapped where TensorFlow defines them.
+
+    ``tensorflow.saved_model`` can be imported again as a new module object (Keras's
+    ``export`` does), which copies the functions from their defining modules: wrapping
+    those keeps every copy wrapped.
+    """
+    from tensorflow.python.saved_model import load as load_module
+    from tensorflow.python.saved_model import save as save_module
+
+    _wrap(load_module, "load", _loading)
+    _wrap(save_module, "save", _saving)
+    for name, home in (("load", load_module), ("save", save_module)):
+        if getattr(getattr(tf.saved_model, name), "__ncrt_original__", None) is None:
+            setattr(tf.saved_model, name, getattr(home, name))
+
+
 def patch_tensorflow(tf: types.ModuleType) -> None:
     """Sizes TF's pools; TF's and Keras's save/load functions handle ncrt-compiled models."""
     configure_threads(tf)  # TF was just imported: its thread pools can still be sized
     _patch_keras_models(tf.keras.models)
-    _wrap(tf.saved_model, "load", _loading)
-    _wrap(tf.saved_model, "save", _saving)
+    _patch_saved_model(tf)
 
 
 def patch_tf_keras(tf_keras: types.ModuleType) -> None:

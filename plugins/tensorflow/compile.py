@@ -24,7 +24,7 @@ from ncrt.manifest import MANIFEST_NAME, Manifest, sha256_of
 from ncrt.neuron_cc import CompilerFlags, flag_list, read_flags, warn_unknown
 
 from .analyze import operator_report
-from .calling import InputStructure, callable_of, keyword_only_names, structure_of
+from .calling import InputStructure, callable_of, check_call, keyword_only_names, structure_of
 from .execute import ENTRY, FRAMEWORK, TFPayload, import_tf, load_saved_model, neuron_cc_flags, to_tensor
 from .model import load_model
 
@@ -336,9 +336,8 @@ def _trace_module(tf: ModuleType, func_or_model: Any, structure: InputStructure,
     """
     module = tf.Module()
     module.source = func_or_model
-    captured = getattr(func_or_model, "variables", None)
-    if keyword_only_names(func_or_model) is not None and captured:
-        module.captured_variables = list(captured)  # a signature's variables, tracked for saving
+    if keyword_only_names(func_or_model) is not None and getattr(func_or_model, "variables", None):
+        module.captured_variables = list(func_or_model.variables)  # a signature's variables, tracked for saving
     source = callable_of(func_or_model)
 
     def infer(*tensors: Any) -> dict[str, Any]:
@@ -351,8 +350,9 @@ def _trace_module(tf: ModuleType, func_or_model: Any, structure: InputStructure,
     return module
 
 
-def _example_arrays(structure: InputStructure, example_inputs: Any) -> list[np.ndarray]:
+def _example_arrays(structure: InputStructure, example_inputs: Any, func_or_model: Any) -> list[np.ndarray]:
     names = structure.input_names()
+    check_call(func_or_model, structure, len(structure.flatten(example_inputs)))
     return [_as_array(x, f"example_inputs[{name!r}]" if structure.kind != "tensor" else "example_inputs")
             for name, x in zip(names, structure.flatten(example_inputs))]
 
@@ -403,7 +403,7 @@ def trace_function(func_or_model: Any, example_inputs: Any) -> Any:
     """The ConcreteFunction of ``func_or_model`` called on ``example_inputs`` as trace calls it."""
     tf = import_tf()
     structure = structure_of(example_inputs)
-    arrays = _example_arrays(structure, example_inputs)
+    arrays = _example_arrays(structure, example_inputs, func_or_model)
     inputs = [_spec_entry(n, a.shape, _dtype_of(a)) for n, a in zip(structure.input_names(), arrays)]
     module = _trace_module(tf, func_or_model, structure, _tensor_specs(tf, inputs, False))
     return getattr(module, ENTRY).get_concrete_function()
@@ -424,7 +424,7 @@ def trace(func_or_model: Any, example_inputs: Any, subgraph_builder_function: An
     """
     tf = import_tf()
     structure = structure_of(example_inputs)
-    arrays = _example_arrays(structure, example_inputs)
+    arrays = _example_arrays(structure, example_inputs, func_or_model)
     batch = _check_batches(arrays)
     flags = _trace_flags(compiler_args)
     dynamic = True if dynamic_batch_size is None else bool(dynamic_batch_size) or flags.dynamic_batch_size
