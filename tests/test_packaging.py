@@ -38,3 +38,4 @@ def test_the_wheel_contains_every_module(tmp_path):
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "ncrt = ncrt.cli:main" in text
+    assert "tf-neuron-auto-multicore = ncrt.plugins.tensorflow.commands:main" in text
