@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,dev]'
+	# tf-keras needs the `tensorflow` distribution; tensorflow-cpu provides the same module.
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt tf-keras
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -40,3 +40,4 @@ def test_the_wheel_contains_every_module(tmp_path):
     assert "ncrt = ncrt.cli:main" in text
     assert "neuron-ls = ncrt.neuron_ls:main" in text
     assert "[pytest11]\nncrt = ncrt.plugins.testing.plugin" in text
+    assert "tf-neuron-auto-multicore = ncrt.plugins.tensorflow.commands:main" in text

@@ -59,11 +59,12 @@ def mxnet_checkpoint(directory: Path, name: str, cores: int) -> str:
 
 
 def check_mxnet(prefix: str, outputs: list, inputs) -> None:
-    """The outputs equal a plain CPU bind of the same checkpoint."""
+    """The outputs equal MXNet's own CPU bind of the same checkpoint (plain_bind: not on ncrt cores)."""
+    from ncrt.plugins.mxnet import plain_bind
     import mxnet as mx
 
     sym, args, aux = mx.model.load_checkpoint(prefix, 0)
-    reference = sym.bind(mx.cpu(), args={**args, "data": inputs}, aux_states=aux, grad_req="null").forward()
+    reference = plain_bind(sym, mx.cpu(), args={**args, "data": inputs}, aux_states=aux, grad_req="null").forward()
     np.testing.assert_allclose(outputs[0].asnumpy(), reference[0].asnumpy(), rtol=1e-5, atol=1e-6)
 
 

@@ -14,6 +14,7 @@ import mxnet as mx  # noqa: E402
 from mxnet import gluon  # noqa: E402
 
 from ncrt.adapters.mxnet import export_block  # noqa: E402
+from ncrt.plugins.mxnet import plain_bind  # noqa: E402
 
 
 def build_checkpoint(directory: str, name: str, cores: int) -> str:
@@ -31,9 +32,10 @@ def build_checkpoint(directory: str, name: str, cores: int) -> str:
 
 
 def check_against_cpu(prefix: str, outputs: list, inputs) -> None:
-    """The neuron outputs equal a plain CPU bind of the same checkpoint."""
+    """The neuron outputs equal MXNet's own CPU bind of the same checkpoint (plain_bind: a compiled
+    symbol bound to mx.cpu() would run on ncrt cores, as under mx-neuron)."""
     sym, args, aux = mx.model.load_checkpoint(prefix, 0)
-    reference = sym.bind(mx.cpu(), args={**args, "data": inputs}, aux_states=aux, grad_req="null").forward()
+    reference = plain_bind(sym, mx.cpu(), args={**args, "data": inputs}, aux_states=aux, grad_req="null").forward()
     np.testing.assert_allclose(outputs[0].asnumpy(), reference[0].asnumpy(), rtol=1e-5, atol=1e-6)
 
 

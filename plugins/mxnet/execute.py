@@ -37,10 +37,17 @@ __all__ = [
     "as_ndarray",
     "configure_thread_defaults",
     "import_configured",
+    "is_label",
+    "plain_bind",
     "run_on_core",
 ]
 
 FRAMEWORK = "mxnet"
+
+
+def is_label(name: str) -> bool:
+    """``softmax_label`` and the like: a loss layer's label, not an inference input."""
+    return name.endswith("_label")
 
 
 def configure_thread_defaults(environ: dict[str, str] | None = None) -> None:
@@ -64,11 +71,20 @@ def import_configured() -> ModuleType:
     return import_mxnet()
 
 
+def plain_bind(sym: Any, ctx: Any, *args: Any, **kwargs: Any) -> Any:
+    """MXNet's own ``Symbol.bind``, whatever ``sym`` carries (never placed on ncrt cores)."""
+    bind = type(sym).bind
+    return getattr(bind, "_ncrt_original", bind)(sym, ctx, *args, **kwargs)
+
+
 class SymbolPayload:
     """What a neuron-bound model carries to its cores: the symbol and host copies of params.
 
     Parameters are held as NumPy arrays so that no MXNet object crosses threads; each core
-    turns them into its own NDArrays in its executor thread.
+    turns them into its own NDArrays in its executor thread. :meth:`update` replaces some
+    (``copy_params_from``); the cores rebind with the new values on their next run.
+    Inputs are the arguments without a value, except labels (``softmax_label``), which a
+    core fills with zeros when no value is given (inference does not read them).
     """
 
     def __init__(self, sym: Any, args: Mapping[str, Any], aux: Mapping[str, Any], manifest: Manifest) -> None:
@@ -76,9 +92,17 @@ class SymbolPayload:
         self.symbol_json = sym.tojson()
         self.args = {name: _host_array(value) for name, value in args.items() if name not in compiled_inputs}
         self.aux = {name: _host_array(value) for name, value in aux.items()}
-        self.input_names = [name for name in sym.list_arguments() if name not in self.args]
+        self.input_names = [name for name in sym.list_arguments()
+                            if name not in self.args and (name in compiled_inputs or not is_label(name))]
         self.output_names = sym.list_outputs()
         self.manifest = manifest
+        self.version = 0
+
+    def update(self, args: Mapping[str, Any], aux: Mapping[str, Any]) -> None:
+        """New values for some parameters; every core rebinds before its next run."""
+        self.args = {**self.args, **{name: _host_array(value) for name, value in args.items()}}
+        self.aux = {**self.aux, **{name: _host_array(value) for name, value in aux.items()}}
+        self.version += 1
 
 
 def _host_array(value: Any) -> Any:
@@ -96,17 +120,33 @@ class CoreBinding:
         self.mx = mx
         self.payload = payload
         self.symbol = mx.sym.load_json(payload.symbol_json)
+        self._load_params()
+
+    def _load_params(self) -> None:
+        mx, payload = self.mx, self.payload
+        self.version = payload.version
         self.args = {name: mx.nd.array(value, dtype=value.dtype) for name, value in payload.args.items()}
         self.aux = {name: mx.nd.array(value, dtype=value.dtype) for name, value in payload.aux.items()}
         self.executors: dict[tuple, Any] = {}
 
+    def _placeholders(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Buffers for the inputs, and zeros for any other argument without a value (labels)."""
+        placeholders = {name: self.mx.nd.zeros(value.shape, dtype=value.dtype) for name, value in inputs.items()}
+        missing = [name for name in self.symbol.list_arguments() if name not in self.args and name not in inputs]
+        if missing:
+            shapes, _, _ = self.symbol.infer_shape(**{name: value.shape for name, value in inputs.items()})
+            by_name = dict(zip(self.symbol.list_arguments(), shapes or []))
+            placeholders.update({name: self.mx.nd.zeros(by_name[name]) for name in missing if by_name.get(name)})
+        return placeholders
+
     def executor_for(self, inputs: Mapping[str, Any]) -> Any:
+        if self.version != self.payload.version:
+            self._load_params()
         key = tuple((name, tuple(value.shape), str(value.dtype)) for name, value in sorted(inputs.items()))
         executor = self.executors.get(key)
         if executor is None:
-            placeholders = {name: self.mx.nd.zeros(value.shape, dtype=value.dtype) for name, value in inputs.items()}
-            executor = self.symbol.bind(self.mx.cpu(), args={**self.args, **placeholders},
-                                        aux_states=self.aux, grad_req="null")
+            executor = plain_bind(self.symbol, self.mx.cpu(), args={**self.args, **self._placeholders(inputs)},
+                                  aux_states=self.aux, grad_req="null")
             self.executors[key] = executor
         return executor
 

@@ -13,8 +13,8 @@ from ncrt.imports import ModuleHook
 from ncrt.manifest import Manifest, verify_payload
 from ncrt.model import Model
 
-from .compat import MXNET_HOOK, enable
-from .compile import MANIFEST_ATTR, manifest_of
+from .compat import MX_NEURON_HOOK, MXNET_HOOK, enable
+from .compile import MANIFEST_ATTR, manifest_of, weights_of
 from .execute import FRAMEWORK, SymbolPayload, run_on_core
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
     sym, args, aux = enable().model.load_checkpoint(*found)
     manifest = manifest_of(sym)
     if config.validate_hash:
-        verify_payload(manifest, params_digest(args, aux), True)
+        verify_payload(manifest, params_digest(weights_of(args, {i["name"] for i in manifest.inputs}), aux), True)
     payload = SymbolPayload(sym, args, aux, manifest)
     return Model(Path(found[0]).name, FRAMEWORK, manifest, payload, runner=run_on_core, inline=False)
 
@@ -70,5 +70,5 @@ def ncrt_read_manifest(path: str) -> Manifest | None:
 
 @hookimpl
 def ncrt_compat_modules() -> dict[str, ModuleHook]:
-    """``mx.neuron`` and ``mx.contrib.neuron`` on the real ``mxnet`` module."""
-    return {"mxnet": MXNET_HOOK}
+    """``mx.neuron`` and ``mx.contrib.neuron`` on the real ``mxnet`` module; the ``mx_neuron`` module."""
+    return {"mxnet": MXNET_HOOK, "mx_neuron": MX_NEURON_HOOK}

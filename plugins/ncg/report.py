@@ -1,9 +1,11 @@
 """The placement report: where every model of a process landed, written as JSON at exit.
 
 Set ``NCRT_PLACEMENT_REPORT=FILE`` (or ``ncrt run --placement-report FILE``) and the
-runtime writes, when it closes (at interpreter exit), every loaded model with its
-framework, its per-process and global cores, its replicas, the models it shares cores
-with and the model switches counted on its cores. A ``{pid}`` in the path is replaced
+runtime writes, when it closes (at interpreter exit), every model loaded in the process
+with its framework, its per-process and global cores, its replicas, the models it shared
+cores with and the model switches counted on its cores. A model the application freed
+before exit (unloaded from its cores, as ``nrt_unload`` does) is still reported, with
+``"unloaded": true``: the report says where every model landed, not only the survivors. A ``{pid}`` in the path is replaced
 by the process id, for applications that start several processes. ``ncrt migrate
 check`` compares two such reports.
 """
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ncrt.config import Variable, parse_path
 from ncrt.hookspecs import hookimpl
 from ncrt.records import write_atomically
+from ncrt.stash import StashKey
 
 from .shim import VARIABLE, active_layout
 
@@ -49,14 +52,50 @@ def report_path(config: Config, pid: int | None = None) -> Path | None:
     return Path(str(text).replace("{pid}", str(os.getpid() if pid is None else pid)))
 
 
+class _Loads:
+    """Every model placed in the process (while a report is asked for), and who shared with whom."""
+
+    def __init__(self) -> None:
+        self.models: list[LoadedModel] = []
+        self.shared: dict[str, list[str]] = {}
+
+    def add(self, runtime: Runtime, loaded: LoadedModel) -> None:
+        """Record ``loaded`` and the live models it shares cores with (both ways)."""
+        uid = loaded.model.uid
+        others = {other for core in loaded.cores for other in runtime.table.models_on(core)} - {uid}
+        self.shared[uid] = []
+        for other in self.models:
+            if other.model.uid in others:
+                self.shared[uid].append(other.name)
+                self.shared.setdefault(other.model.uid, []).append(loaded.name)
+        self.models.append(loaded)
+
+
+_LOADS = StashKey[_Loads]()
+
+
+def _loads(runtime: Runtime) -> _Loads:
+    return runtime.stash.setdefault(_LOADS, _Loads())
+
+
+def _reported_models(runtime: Runtime) -> list[LoadedModel]:
+    """The models loaded since the report was asked for, and any others still placed."""
+    recorded = _loads(runtime).models
+    return recorded + [loaded for loaded in runtime.models if loaded not in recorded]
+
+
 def _sharing(runtime: Runtime, loaded: LoadedModel) -> list[str]:
-    """Names of the other models placed on any of ``loaded``'s cores, in load order."""
+    """Names of the other models that shared any of ``loaded``'s cores with it, in load order."""
+    recorded = _loads(runtime).shared.get(loaded.model.uid)
+    if recorded is not None:
+        return list(recorded)
     uids = {uid for core in loaded.cores for uid in runtime.table.models_on(core)} - {loaded.model.uid}
     return [other.name for other in runtime.models if other.model.uid in uids]
 
 
 def _model_entry(runtime: Runtime, loaded: LoadedModel) -> dict[str, Any]:
     entry = loaded.describe()
+    entry["unloaded"] = loaded.unloaded
     entry["replica_cores"] = [list(replica) for replica in loaded.placement.replicas]
     entry["shared_with"] = _sharing(runtime, loaded)
     entry["model_switches"] = sum(runtime.counters[core].model_switches for core in loaded.cores)
@@ -86,7 +125,7 @@ def build_report(runtime: Runtime) -> dict[str, Any]:
         "settings": {name: os.environ[name] for name in _SETTINGS if os.environ.get(name, "").strip()},
         "reserved_cores": [core.global_index for core in runtime.cores],
         "ncg": _ncg_entry(runtime),
-        "models": [_model_entry(runtime, loaded) for loaded in runtime.models],
+        "models": [_model_entry(runtime, loaded) for loaded in _reported_models(runtime)],
         "cores": runtime.describe()["cores"],
     }
 
@@ -111,6 +150,13 @@ def ncrt_add_variables(variables: VariableTable) -> None:
         REPORT_VARIABLE, "Write the placement of every model to this JSON file at exit ({pid}: the process id)",
         "a file path", "unset", parse_path,
     ))
+
+
+@hookimpl
+def ncrt_model_loaded(loaded: LoadedModel) -> None:
+    """Remember every placed model while a report is asked for (freed ones are reported too)."""
+    if report_path(loaded.runtime.config) is not None:
+        _loads(loaded.runtime).add(loaded.runtime, loaded)
 
 
 @hookimpl

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ncrt.runtime import LocalCore
 
 __all__ = [
+    "CC_FLAGS_VARIABLE",
     "ENTRY",
     "INTER_OP_VARIABLE",
     "INTRA_OP_VARIABLE",
@@ -33,6 +34,8 @@ __all__ = [
     "ThreadSettings",
     "configure_threads",
     "import_tf",
+    "load_saved_model",
+    "neuron_cc_flags",
     "run_on_core",
     "thread_settings",
     "to_tensor",
@@ -64,12 +67,26 @@ def thread_settings() -> ThreadSettings:
 
 INTRA_OP_VARIABLE = "NCRT_TF_INTRA_OP_THREADS"
 INTER_OP_VARIABLE = "NCRT_TF_INTER_OP_THREADS"
+CC_FLAGS_VARIABLE = "NEURON_CC_FLAGS"
+"""tensorflow-neuron's tracing options (tracing API page): ``--neuroncore-pipeline-cores=4 ...``."""
 
 
 def _config() -> Config:
     """The runtime's configuration, or one parsed now when no runtime exists yet."""
     runtime = current_runtime()
     return runtime.config if runtime is not None else parse_config()
+
+
+def neuron_cc_flags() -> str:
+    """``NEURON_CC_FLAGS`` as set (empty when unset)."""
+    return str(_config().setting(CC_FLAGS_VARIABLE) or "")
+
+
+def load_saved_model(directory: Any) -> Any:
+    """TensorFlow's own ``tf.saved_model.load`` (never the compat wrapper that places models)."""
+    tf = import_tf()
+    load = getattr(tf.saved_model.load, "__ncrt_original__", tf.saved_model.load)
+    return load(str(directory))
 
 
 def _cpus_per_core(config: Config) -> int:

@@ -12,21 +12,15 @@ from ncrt.imports import ModuleHook
 from ncrt.manifest import Manifest, verify_payload
 from ncrt.model import Model
 
-from .compat import patch_tensorflow, tensorflow_neuron_module
-from .compile import TracedModel, is_compiled_dir, load_payload, model_name, read_manifest
-from .execute import FRAMEWORK, INTER_OP_VARIABLE, INTRA_OP_VARIABLE, run_on_core
-from .parallel import write_auto_multicore
+from .commands import add_auto_multicore_arguments, run_auto_multicore
+from .compat import patch_tensorflow, patch_tf_keras, tensorflow_neuron_module
+from .compile import TracedModel, embedded_manifest, is_compiled_dir, load_payload, model_name, read_manifest
+from .execute import CC_FLAGS_VARIABLE, ENTRY, FRAMEWORK, INTER_OP_VARIABLE, INTRA_OP_VARIABLE, TFPayload, run_on_core
 
 if TYPE_CHECKING:
     from ncrt.config import Config, VariableTable
 
 __all__: list[str] = []
-
-
-def _auto_multicore_command(args: argparse.Namespace) -> int:
-    write_auto_multicore(args.model_dir, args.new_model_dir, args.num_cores)
-    print(f"wrote {args.new_model_dir}: replicates itself on {args.num_cores} NeuronCore(s) when loaded")
-    return 0
 
 
 # -- hooks --------------------------------------------------------------------------------
@@ -37,6 +31,10 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
     """A traced model, or a directory written by saved_model.compile / trace(...).save."""
     if isinstance(artifact, TracedModel):
         return Model("traced", FRAMEWORK, artifact.manifest, artifact.payload, runner=run_on_core)
+    restored = embedded_manifest(artifact) if not isinstance(artifact, (str, Path)) else None
+    if restored is not None:  # an ncrt-compiled SavedModel loaded with tf.saved_model.load
+        payload = TFPayload(getattr(artifact, ENTRY), artifact, [spec["dtype"] for spec in restored.inputs])
+        return Model("saved_model", FRAMEWORK, restored, payload, runner=run_on_core)
     if not is_compiled_dir(artifact):
         return None
     manifest = read_manifest(artifact)
@@ -54,6 +52,9 @@ def ncrt_add_variables(variables: VariableTable) -> None:
                            "an integer from 1", "CPUs per core", parse_positive))
     variables.add(Variable(INTER_OP_VARIABLE, "TensorFlow inter-op threads (default: the host's CPUs)",
                            "an integer from 1", "host CPUs", parse_positive))
+    variables.add(Variable(CC_FLAGS_VARIABLE, "compiler options of tfn.trace (--neuroncore-pipeline-cores=N "
+                           "is honoured, --dynamic-batch-size turns dynamic batching on, others are recorded)",
+                           "neuron-cc options, as on a command line", "none"))
 
 
 @hookimpl
@@ -69,16 +70,17 @@ def ncrt_add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "tf-auto-multicore", help="write a TensorFlow SavedModel that replicates itself on N cores when loaded"
     )
-    parser.add_argument("model_dir", help="an ncrt-compiled SavedModel directory (pipeline size 1)")
-    parser.add_argument("--num_cores", type=int, required=True, help="cores to replicate the model on")
-    parser.add_argument("--new_model_dir", required=True, help="where to write the replicating SavedModel")
-    parser.set_defaults(func=_auto_multicore_command)
+    add_auto_multicore_arguments(parser)
+    parser.set_defaults(func=run_auto_multicore)
 
 
 @hookimpl
 def ncrt_compat_modules() -> dict[str, ModuleHook]:
-    """``tensorflow.neuron``; importing TensorFlow sizes its pools and patches Keras loading."""
+    """``tensorflow.neuron`` and ``tensorflow_neuron``; importing TensorFlow (or tf-keras) sizes
+    TF's pools and makes its save/load functions handle ncrt-compiled models."""
     return {
         "tensorflow.neuron": ModuleHook(create=tensorflow_neuron_module),
+        "tensorflow_neuron": ModuleHook(create=tensorflow_neuron_module),
         "tensorflow": ModuleHook(patch=patch_tensorflow),
+        "tf_keras": ModuleHook(patch=patch_tf_keras),
     }

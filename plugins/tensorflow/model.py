@@ -8,6 +8,8 @@ loaded copy of the weights: each core's executor thread runs the same TF functio
 
 from __future__ import annotations
 
+import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -51,6 +53,9 @@ class NeuronModel:
     inference_only = True
 
     def __init__(self, loaded: LoadedModel) -> None:
+        # Freed by the framework -> unloaded from its cores, as nrt_unload does (the callback
+        # holds the LoadedModel only, never this wrapper).
+        self._finalizer = weakref.finalize(self, loaded.unload)
         self.loaded = loaded
         self.manifest: Manifest = loaded.manifest
         self.input_names = [spec["name"] for spec in self.manifest.inputs]
@@ -76,6 +81,31 @@ class NeuronModel:
     def replica_count(self) -> int:
         return len(self.loaded.replicas)
 
+    @property
+    def on_neuron_ratio(self) -> float:
+        """The fraction of the graph's counted operators on the NeuronCore (all of them under ncrt)."""
+        return float(self.manifest.extra.get("on_neuron_ratio", 1.0))
+
+    @property
+    def signatures(self) -> dict[str, Any]:
+        """``{'serving_default': fn}``: ``fn(**inputs_by_name)`` runs on the cores, returns a dict."""
+        return {"serving_default": self._serving}
+
+    def _serving(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        outputs = self._dispatch(self._arrange(args, kwargs))
+        tf = import_tf()
+        return {name: tf.convert_to_tensor(value) for name, value in outputs.items()}
+
+    def save(self, directory: str | Path, *unused: Any, **unused_options: Any) -> Path:
+        """Write the model as a SavedModel again; it keeps its replication when reloaded."""
+        from .compile import write_saved_model
+
+        manifest = Manifest.from_json(self.manifest.to_json())
+        if self.replica_count > 1 and self.manifest.pipeline_cores == 1:
+            manifest.extra[AUTO_MULTICORE_KEY] = self.replica_count
+        write_saved_model(self.loaded.model.payload.holder, directory, manifest)
+        return Path(directory)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         inputs = self._arrange(args, kwargs)
         return self._structure(self._dispatch(inputs))
@@ -83,6 +113,8 @@ class NeuronModel:
     def _arrange(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any]:
         if len(args) == 1 and isinstance(args[0], Mapping) and not kwargs:
             kwargs, args = args[0], ()
+        elif len(args) == 1 and _is_tensor_sequence(args[0], len(self.input_names)):
+            args = list(args[0])  # model(example_input) with a list of tensors, as it was traced
         if kwargs:
             aliases = self.manifest.extra.get("input_aliases", {})
             by_name = {aliases.get(name, name): value for name, value in
@@ -129,11 +161,18 @@ class NeuronModel:
                 "dynamic_batching": self.manifest.dynamic_batching}
 
     def unload(self) -> None:
-        self.loaded.unload()
+        self._finalizer()
 
     def __repr__(self) -> str:
         return f"<NeuronModel {self.name} on {self.placement} x{self.replica_count} batch={self.compiled_batch}>"
 
+
+
+def _is_tensor_sequence(value: Any, count: int) -> bool:
+    """A list/tuple of ``count`` tensors or arrays (not a nested Python list of numbers)."""
+    if not isinstance(value, (list, tuple)) or len(value) != count:
+        return False
+    return all(ADAPTER.is_tensor(item) or isinstance(item, np.ndarray) for item in value)
 
 
 def _as_batch(value: Any, name: str) -> Any:
@@ -149,6 +188,7 @@ def _as_batch(value: Any, name: str) -> Any:
 
 
 def load_artifact(runtime: Runtime, artifact: Any) -> Model:
+    """The ncrt Model of a placed model (a new copy), a traced model, a directory or a restored object."""
     if isinstance(artifact, NeuronModel):
         source = artifact.loaded.model
         return source.copy()
@@ -156,7 +196,8 @@ def load_artifact(runtime: Runtime, artifact: Any) -> Model:
     if model is None or model.framework != FRAMEWORK:
         raise ModelLoadError(
             f"{artifact!r:.80} is not an ncrt-compiled TensorFlow model; accepted: a directory written by "
-            "saved_model.compile, trace(...).save or tf-auto-multicore, or a traced model"
+            "saved_model.compile, trace(...).save or tf-auto-multicore, a traced model, or such a directory "
+            "loaded with tf.saved_model.load"
         )
     return model
 

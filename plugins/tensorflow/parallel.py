@@ -21,31 +21,39 @@ from ncrt.errors import BadInputError, ModelLoadError
 from ncrt.manifest import Manifest
 from ncrt.placement import PlacementRequest
 
-from .compile import ASSETS_EXTRA, TracedModel, is_compiled_dir, read_manifest, trace
+from .compile import ASSETS_EXTRA, TracedModel, embedded_manifest, is_compiled_dir, read_manifest, trace
 from .model import NeuronModel, load_artifact
 from .placement import AUTO_MULTICORE_KEY, check_fits, check_single_core
 
 __all__ = ["auto_multicore", "feed", "write_auto_multicore"]
 
 
-def auto_multicore(func_or_model: Any, example_inputs: Any = None, num_cores: int | None = None,
-                   **unused: Any) -> NeuronModel:
+def _is_placeable(func_or_model: Any) -> bool:
+    """Already compiled by ncrt: placed, traced, a compiled directory, or one restored by TF."""
+    if isinstance(func_or_model, (NeuronModel, TracedModel, str, Path)) or is_compiled_dir(func_or_model):
+        return True
+    return embedded_manifest(func_or_model) is not None
+
+
+def auto_multicore(func_or_model: Any, example_inputs: Any = None, num_cores: int | None = None) -> NeuronModel:
     """Load a model once and replicate it on ``num_cores`` cores (``tfn.auto_multicore``).
 
-    ``func_or_model``: a traced model, a compiled model directory, a placed NeuronModel, or
-    a Keras model / TF function (traced first on ``example_inputs``). Only models compiled
-    for one core are accepted; ``num_cores`` defaults to all of the process's cores.
-    Calls go to the least-loaded replica and may come from many threads at once.
+    ``func_or_model``: a traced model, a placed NeuronModel, a compiled model directory, such
+    a directory loaded with ``tf.saved_model.load`` (the API page's "TF2.x saved models"
+    example), or a Keras model / TF function / other loaded SavedModel (traced first on
+    ``example_inputs``). Only models compiled for one core are accepted; ``num_cores``
+    defaults to all of the process's cores. Calls go to the least-loaded replica and may
+    come from many threads at once.
     """
     runtime = get_runtime()
-    if not isinstance(func_or_model, (NeuronModel, TracedModel, str, Path)) and not is_compiled_dir(func_or_model):
+    if not _is_placeable(func_or_model):
         if example_inputs is None:
             raise BadInputError("auto_multicore of an untraced model needs example_inputs to trace it")
         func_or_model = trace(func_or_model, example_inputs)
     model = load_artifact(runtime, func_or_model)
     check_single_core(model.manifest)
     count = len(runtime.cores) if num_cores is None else num_cores
-    if not isinstance(count, int) or count < 1:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise BadInputError(f"num_cores={num_cores!r} is not valid; accepted: a whole number from 1 to {len(runtime.cores)}")
     check_fits(runtime, count, f"auto_multicore(num_cores={count})")
     return NeuronModel(runtime.place(model, PlacementRequest(cores_per_replica=1, replicas=count)))

@@ -10,6 +10,7 @@ import numpy as np
 
 import ncrt.plugins.mxnet  # noqa: F401 - patches MXNet (numpy.bool) when it is imported
 from ncrt.adapters.mxnet import export_block
+from ncrt.plugins.mxnet import plain_bind
 
 SEED_CORES = {"A": 2, "B": 4, "C": 3, "D": 4}
 
@@ -33,9 +34,9 @@ def build_checkpoint(mx, directory, name: str, cores: int | None, width: int = 1
 
 
 def cpu_outputs(mx, prefix: str, batch) -> list[np.ndarray]:
-    """The outputs of a plain CPU bind of the same checkpoint."""
+    """The outputs of MXNet's own CPU bind of the same checkpoint (plain_bind: not on ncrt cores)."""
     sym, args, aux = mx.model.load_checkpoint(prefix, 0)
-    executor = sym.bind(mx.cpu(), args={**args, "data": batch}, aux_states=aux, grad_req="null")
+    executor = plain_bind(sym, mx.cpu(), args={**args, "data": batch}, aux_states=aux, grad_req="null")
     return [output.asnumpy() for output in executor.forward(is_train=False)]
 
 

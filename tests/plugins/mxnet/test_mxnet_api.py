@@ -53,18 +53,34 @@ def test_uncompiled_symbol_takes_one_core(mx, tmp_path, batch, runtime_env):
     np.testing.assert_allclose(model.forward(data=batch)[0].asnumpy(), cpu_outputs(mx, prefix, batch)[0], rtol=1e-5)
 
 
-def test_cpu_bind_is_unchanged(mx, checkpoints, batch):
-    sym, args, aux = mx.model.load_checkpoint(checkpoints["A"], 0)
+def test_cpu_bind_is_unchanged_for_plain_symbols(mx, tmp_path, batch):
+    prefix = build_checkpoint(mx, tmp_path, "plaincpu", None)
+    sym, args, aux = mx.model.load_checkpoint(prefix, 0)
     executor = sym.bind(mx.cpu(), {**args, "data": batch}, aux_states=aux, grad_req="null")
     assert type(executor).__name__ == "Executor" and ncrt.current_runtime() is None
     assert mx.sym.Symbol.bind.__wrapped__ is mx.sym.Symbol.bind._ncrt_original
 
 
+def test_compiled_symbol_bound_to_cpu_runs_on_a_core(mx, checkpoints, batch, runtime_env):
+    """mx-neuron runs a compiled model on NeuronCores whatever the context: mx.cpu(i) is core i."""
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge")
+    sym, args, aux = mx.model.load_checkpoint(checkpoints["A"], 0)
+    executor = sym.bind(mx.cpu(), {**args, "data": batch}, aux_states=aux, grad_req="null")
+    assert isinstance(executor, ncrt_mxnet.NeuronExecutor) and executor.placement == "NC0-1"
+    assert sym.bind(mx.cpu(3), args, aux_states=aux, grad_req="null").placement == "NC3-4"
+    np.testing.assert_allclose(executor.forward(data=batch)[0].asnumpy(), cpu_outputs(mx, checkpoints["A"], batch)[0],
+                               rtol=1e-5)
+    plain = ncrt_mxnet.plain_bind(sym, mx.cpu(), {**args, "data": batch}, aux_states=aux, grad_req="null")
+    assert type(plain).__name__ == "Executor"
+
+
 def test_forward_checks_inputs(mx, checkpoints, runtime_env):
     runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
     model = bind_at(mx, checkpoints["A"], 0)
-    with pytest.raises(BadInputError, match=r"accepted: exactly \['data'\]"):
+    with pytest.raises(BadInputError, match=r"got input\(s\) \['x'\] it does not take; accepted: \['data'\]"):
         model.forward(x=mx.nd.ones((1, 8)))
+    with pytest.raises(BadInputError, match=r"no value for input\(s\) \['data'\]"):
+        model.forward()
     with pytest.raises(BadInputError, match=r"compiled for \(2, 8\)"):
         model.forward(data=mx.nd.ones((1, 5)))
     with pytest.raises(BadInputError, match="inference only"):

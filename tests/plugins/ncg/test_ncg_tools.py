@@ -55,6 +55,29 @@ def test_report_lists_models_cores_sharing_and_switches(tmp_path, python_env):
     assert data["settings"]["NEURON_RT_VISIBLE_CORES"] == "1-2"
 
 
+def test_report_keeps_models_unloaded_before_exit(tmp_path, python_env):
+    """A model freed by the application is unloaded, and the report still says where it was."""
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent("""\
+        import ncrt
+        def run():
+            a = ncrt.load(lambda x: x + 1, name="a", start=0)
+            assert a(1) == 2
+            a.unload()
+            b = ncrt.load(lambda x: x * 2, name="b", start=0)  # NC0 is free again: b shares with no a
+            assert b(2) == 4
+        run()
+        c = ncrt.load(lambda x: x, name="c", start=0)
+    """))
+    report = tmp_path / "report.json"
+    env = dict(python_env, NCRT_INSTANCE_TYPE="inf1.xlarge", NCRT_PLACEMENT_REPORT=str(report))
+    subprocess.run([sys.executable, "-W", "ignore", str(script)], env=env, check=True, timeout=60)
+    models = {model["name"]: model for model in read_report(report)["models"]}
+    assert sorted(models) == ["a", "b", "c"] and models["a"]["unloaded"] and not models["c"]["unloaded"]
+    assert models["a"]["shared_with"] == [] and models["b"]["shared_with"] == ["c"]
+    assert models["a"]["cores"] == models["b"]["cores"] == [0]
+
+
 def test_ncrt_run_installs_compat_and_options(tmp_path, python_env):
     script = tmp_path / "app.py"
     script.write_text("import sys, ncrt\nprint('compat' if 'ncrt.compat' in sys.modules else 'none')\n"
