@@ -210,8 +210,10 @@ class NeuronModule:
         self._runner = None
 
     def placed(self) -> LoadedModel:
-        """The current placement, made now if there is none yet."""
+        """The current placement, made now if there is none yet (or its owner let it go)."""
         loaded = self.loaded
+        if loaded is not None and not loaded.runtime.closed:
+            loaded.runtime.unload_freed()  # a DataParallel we ran on may have been freed
         if loaded is None or loaded.unloaded or loaded.runtime.closed:
             loaded = self.place()
         return loaded

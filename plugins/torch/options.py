@@ -173,18 +173,21 @@ class TraceOptions:
         return logging.INFO if verbose else None
 
     def warn_ignored(self, selected: int | None, total: int) -> None:
-        """Warn once per process about each given option ncrt cannot honour."""
+        """Warn once per process about each given option ncrt cannot (fully) honour."""
         for name, value in self.given:
-            reason = IGNORED.get(name)
-            if name in ("subgraph_builder_function", "op_whitelist") and selected is not None:
-                reason = (f"{total - selected} of the {total} operator(s) it leaves out would run on CPU under "
-                          "torch-neuron; ncrt runs the whole graph on the emulated NeuronCore (the split is "
-                          "recorded in the manifest)")
-            elif name == "optimizations":
-                reason = ("float16 inputs are accepted where the model was traced with float32 ones; the "
-                          "emulated core computes in the traced precision (float32)")
-            if reason is not None:
-                _warn_once(name, f"torch.neuron.trace({name}={_json_value(value)!r:.60}) has no effect on ncrt: {reason}")
+            call = f"torch.neuron.trace({name}={_json_value(value)!r:.60})"
+            if name in IGNORED:
+                message = f"{call} has no effect on ncrt: {IGNORED[name]}"
+            elif name in ("subgraph_builder_function", "op_whitelist") and selected is not None:
+                message = (f"{call} was evaluated but not applied: {total - selected} of the {total} operator(s) "
+                           "would run on CPU under torch-neuron; ncrt runs the whole graph on the emulated "
+                           "NeuronCore (the split is recorded in the manifest)")
+            elif name == "optimizations" and value:
+                message = (f"{call} is applied in part: the model accepts float16 inputs where it was traced "
+                           "with float32 ones, but the emulated core computes in the traced precision (float32)")
+            else:
+                continue
+            _warn_once(name, message)
 
     # -- verbose and compiler_workdir ------------------------------------------------------
 
