@@ -21,6 +21,7 @@ model is unloaded from its cores, as torch-neuron's destructor does (``nrt_unloa
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import os
 import threading
@@ -141,14 +142,44 @@ def as_neuron_module(module: Any, name: str | None = None) -> NeuronModule:
     return NeuronModule(module, manifest, name or getattr(module, "original_name", "model"))
 
 
+@functools.lru_cache(maxsize=None)
+def _module_class() -> type:
+    """The class NeuronModule instances have: NeuronModule and ``torch.nn.Module`` (made on first use)."""
+    torch = import_torch()
+
+    def __init__(self: Any, module: Any, manifest: Manifest, name: str) -> None:
+        torch.nn.Module.__init__(self)
+        NeuronModule.__init__(self, module, manifest, name)
+
+    namespace = {"__init__": __init__, "__module__": __name__, "__qualname__": "NeuronModule",
+                 "__doc__": NeuronModule.__doc__}
+    return type("NeuronModule", (NeuronModule, torch.nn.Module), namespace)
+
+
+def _tracing() -> bool:
+    return bool(import_torch().jit.is_tracing())
+
+
 class NeuronModule:
     """A compiled TorchScript model that runs on ncrt NeuronCores when called.
 
     Placed on first call (or at load, or by :func:`set_neuron_cores`); see the module
     docstring for the rule. ``torch.jit.save`` works on it and keeps the manifest.
-    Attributes it does not define (``code``, ``graph``, ``state_dict``...) are the
-    ScriptModule's.
+
+    An instance is a ``torch.nn.Module`` too (its class is made the first time one is
+    created, so that importing ncrt does not import torch), as torch-neuron's compiled
+    ScriptModule is: it can replace a submodule of a model (``model.layer1 =
+    torch.neuron.trace(model.layer1, x)``), whose calls then run on the cores. Its one
+    child is the traced ScriptModule (``script_module``); attributes it does not define
+    (``code``, ``graph``...) are the ScriptModule's. Inside ``torch.jit.trace`` of a
+    model holding it, it runs the ScriptModule in the tracing thread, so the trace
+    records it, and ``torch.jit.script`` of such a model compiles the ScriptModule in its
+    place; the TorchScript model either makes then runs on the host CPU, outside ncrt's
+    cores (torch-neuron ran its Neuron parts through a TorchScript operator; ncrt has none).
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> NeuronModule:
+        return super().__new__(_module_class() if cls is NeuronModule else cls)
 
     def __init__(self, module: Any, manifest: Manifest, name: str) -> None:
         self.script_module = module
@@ -228,6 +259,17 @@ class NeuronModule:
         return bool(self.manifest.extra.get("dynamic_batch_size")) and self.manifest.dynamic_batching
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _tracing():
+            return import_torch().nn.Module.__call__(self, *args, **kwargs)  # scopes for the tracer
+        return self._run(args, kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Run on the cores (in a trace: the ScriptModule in this thread, so the trace records it)."""
+        if _tracing():
+            return self.script_module(*args, **kwargs)
+        return self._run(args, kwargs)
+
+    def _run(self, args: tuple, kwargs: dict[str, Any]) -> Any:
         loaded = self.placed()
         inputs = TorchCall(args, kwargs)
         if self._half_inputs:
@@ -236,8 +278,6 @@ class NeuronModule:
         if size != self.manifest.batch_size and self._runner is not None:
             return self._runner(inputs)
         return loaded.run(inputs)
-
-    forward = __call__
 
     def to(self, device: Any) -> NeuronModule:
         """``"nc:N"``/``"neuron:N"``: place one replica on core N; ``"cpu"``: leave as is."""
@@ -250,7 +290,12 @@ class NeuronModule:
         return set_neuron_cores(self, int(index), self.manifest.pipeline_cores)
 
     def eval(self) -> NeuronModule:
-        return self
+        """Inference mode (a compiled model is always in it)."""
+        return self.train(False)
+
+    def __prepare_scriptable__(self) -> Any:
+        """What ``torch.jit.script`` of a model holding this module compiles: the ScriptModule."""
+        return self.script_module
 
     def __deepcopy__(self, memo: dict[int, Any]) -> NeuronModule:
         """A copy of the compiled model, not placed yet (it places itself on its first call)."""
@@ -269,9 +314,14 @@ class NeuronModule:
         return self.script_module.save_to_buffer(_extra_files=extra)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or "script_module" not in self.__dict__:
-            raise AttributeError(name)
-        return getattr(self.__dict__["script_module"], name)
+        try:
+            return super().__getattr__(name)  # torch.nn.Module's: its child, parameters, buffers
+        except AttributeError:
+            pass
+        script = self.__dict__.get("_modules", {}).get("script_module")
+        if name.startswith("__") or script is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(script, name)
 
     def __repr__(self) -> str:
         where = self.loaded.placement.label if self.loaded and not self.loaded.unloaded else "not placed yet"
