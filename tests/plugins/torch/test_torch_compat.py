@@ -57,6 +57,7 @@ neuron_model = torch.neuron.trace(torch.nn.Linear(4, 2).eval(), torch.rand(1, 4)
 """
 
 
+@pytest.mark.slow
 def test_compat_names_and_torch_load(cnn, tmp_path, python_env):
     ncrt_path, plain_path = str(tmp_path / "neuron.pt"), str(tmp_path / "plain.pt")
     state_path, text_path = str(tmp_path / "state.pt"), str(tmp_path / "text.pt")

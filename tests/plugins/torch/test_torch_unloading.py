@@ -119,6 +119,7 @@ def test_a_deep_copy_is_a_separate_unplaced_model(model_path, runtime_env, cnn):
     assert [m.placement.label for m in runtime.models] == ["NC0"]
 
 
+@pytest.mark.slow
 def test_under_compat_jit_load_then_dataparallel_places_once(model_path, python_env):
     code = textwrap.dedent(f"""
         import gc, warnings
