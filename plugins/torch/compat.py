@@ -15,11 +15,13 @@ files load as torch loads them.
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import zipfile
 from types import ModuleType
 from typing import Any, Callable
 
-from ncrt.adapters.torch import manifest_text_in_archive
+from ncrt.adapters.torch import MANIFEST_EXTRA, manifest_text_in_archive
 
 from . import analyze, compile, model, options, parallel, placement
 
@@ -90,10 +92,24 @@ def _placing_load(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _is_ncrt_archive(f: Any) -> bool:
+    """Whether ``f`` (a path or a seekable file) is a zip archive holding an ncrt manifest.
+
+    Only the archive's directory is read (a large checkpoint is not read twice); a file
+    object is left where it was.
+    """
+    if isinstance(f, (str, os.PathLike)):
+        return os.path.isfile(f) and manifest_text_in_archive(os.fspath(f)) is not None
     try:
-        return manifest_text_in_archive(f) is not None
-    except (TypeError, ValueError):
+        position = f.tell()
+    except (AttributeError, OSError, ValueError):
         return False
+    try:
+        with zipfile.ZipFile(f) as archive:
+            return any(name.endswith("/extra/" + MANIFEST_EXTRA) for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+    finally:
+        f.seek(position)
 
 
 def _neuron_aware_load(original: Callable[..., Any]) -> Callable[..., Any]:

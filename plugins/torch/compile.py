@@ -162,6 +162,7 @@ def trace(model: Any, example_inputs: Any, compiler_args: Any = None, *, compile
     manifest = _build_manifest(args, outputs, compiler_args, options, operators)
     attach_manifest(traced, manifest)
     options.warn_ignored(selected, analysis["total_count"])
+    options.warn_compiler_flags(manifest.compiler_args)
     label = name or _name_of(model, root)
     lines = _summary(label, manifest, operators)
     options.report(lines)

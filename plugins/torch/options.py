@@ -5,7 +5,7 @@ naming the option, the value and what is accepted). What has a meaning on ncrt i
 honoured:
 
 - ``compiler_args``: ``--neuroncore-pipeline-cores N`` sets the cores one copy needs;
-  every argument is kept in the manifest;
+  every argument is kept in the manifest, and each other flag is warned about once;
 - ``dynamic_batch_size``: the compiled model runs any batch size along dim 0;
 - ``verbose``: the compilation summary (operators, batch, cores) is logged by the
   ``Neuron`` logger, shown on stderr when nothing else shows it;
@@ -188,6 +188,17 @@ class TraceOptions:
             else:
                 continue
             _warn_once(name, message)
+
+    @staticmethod
+    def warn_compiler_flags(args: list[str]) -> None:
+        """Warn once per flag about neuron-cc flags other than ``--neuroncore-pipeline-cores``."""
+        for arg in args:
+            flag = arg.split("=", 1)[0]
+            if flag.startswith("-") and flag != "--neuroncore-pipeline-cores":
+                _warn_once(f"compiler_args {flag}", (
+                    f"torch.neuron.trace(compiler_args=[{flag!r}, ...]) has no effect on ncrt: no neuron-cc runs "
+                    "and the model computes as traced; only --neuroncore-pipeline-cores applies (the flag is "
+                    "recorded in the manifest)"))
 
     # -- verbose and compiler_workdir ------------------------------------------------------
 

@@ -104,6 +104,18 @@ def test_ignored_options_warn_once_per_process(cnn):
     assert ignored[0].filename == __file__  # the warning points at the caller
 
 
+def test_other_neuron_cc_flags_are_recorded_and_warned_once(cnn):
+    with pytest.warns(neuron.IgnoredOptionWarning) as caught:
+        model = neuron.trace(cnn, torch.rand(*IMAGE), compiler_args="--fast-math none --neuroncore-pipeline-cores 2")
+        neuron.trace(cnn, torch.rand(*IMAGE), compiler_args=["--fast-math", "fp32-cast-matmul"])
+    messages = [str(w.message) for w in caught if w.category is neuron.IgnoredOptionWarning]
+    assert messages == ["torch.neuron.trace(compiler_args=['--fast-math', ...]) has no effect on ncrt: no neuron-cc "
+                        "runs and the model computes as traced; only --neuroncore-pipeline-cores applies (the flag "
+                        "is recorded in the manifest)"]
+    assert model.manifest.compiler_args == ["--fast-math", "none", "--neuroncore-pipeline-cores", "2"]
+    assert model.manifest.pipeline_cores == 2
+
+
 def test_honoured_options_do_not_warn(cnn):
     with warnings.catch_warnings():
         warnings.simplefilter("error", neuron.IgnoredOptionWarning)
