@@ -103,8 +103,10 @@ class TraceOptions:
 
     def __post_init__(self) -> None:
         timeout, workdir = self.compiler_timeout, self.compiler_workdir
-        _check(timeout is None or (_number(timeout) and timeout > 0), "compiler_timeout", timeout, "a number of seconds > 0")
-        _check(workdir is None or isinstance(workdir, (str, os.PathLike)), "compiler_workdir", workdir, "a directory path")
+        _check(timeout is None or (_number(timeout) and timeout > 0), "compiler_timeout", timeout,
+               "a number of seconds > 0")
+        _check(workdir is None or isinstance(workdir, (str, os.PathLike)), "compiler_workdir", workdir,
+               "a directory path")
         builder = self.subgraph_builder_function
         _check(builder is None or callable(builder), "subgraph_builder_function", builder,
                "a function taking a graph node and returning a bool")
@@ -123,7 +125,8 @@ class TraceOptions:
 
     def _check_optimizations(self) -> None:
         passes = self.optimizations
-        _check(passes is None or (isinstance(passes, (list, tuple)) and all(isinstance(p, Optimization) for p in passes)),
+        listed = isinstance(passes, (list, tuple)) and all(isinstance(p, Optimization) for p in passes)
+        _check(passes is None or listed,
                "optimizations", passes, "a list of torch_neuron.Optimization passes, such as "
                "[torch_neuron.Optimization.FLOAT32_TO_FLOAT16]")
 
@@ -135,7 +138,8 @@ class TraceOptions:
 
     def _check_whitelist(self) -> None:
         ops = self.op_whitelist
-        _check(ops is None or (isinstance(ops, (list, tuple, set, frozenset)) and all(isinstance(op, str) for op in ops)),
+        names = isinstance(ops, (list, tuple, set, frozenset)) and all(isinstance(op, str) for op in ops)
+        _check(ops is None or names,
                "op_whitelist", ops, "a list of operator names such as 'aten::embedding'")
 
     # -- what the options mean here ------------------------------------------------------

@@ -39,11 +39,13 @@ class CoreChoice:
     multicore: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("start_nc", "nc_count"):
+        accepted = {"start_nc": "-1 (the default) or a core index >= 0",
+                    "nc_count": "-1 (the model's own size) or a count >= 1"}
+        for name, what in accepted.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < -1 or (name == "nc_count" and value == 0):
-                accepted = "-1 (the default) or a core index >= 0" if name == "start_nc" else "-1 (the model's own size) or a count >= 1"
-                raise BadInputError(f"{name}={value!r} is not valid; accepted: {accepted}")
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if not whole or value < -1 or (name == "nc_count" and value == 0):
+                raise BadInputError(f"{name}={value!r} is not valid; accepted: {what}")
 
     def request(self, manifest: Manifest, core_count: int) -> PlacementRequest:
         """The placement request for a model of ``manifest`` in a process of ``core_count`` cores."""

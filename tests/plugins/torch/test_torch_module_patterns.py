@@ -12,7 +12,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import ncrt  # noqa: E402
 from ncrt.plugins import torch as neuron  # noqa: E402
 from torch_test_models import close  # noqa: E402
 
