@@ -27,7 +27,7 @@ EXPECTED = {
                     "batch sizes 2-7 per core ran", "batch 5 per core on NC0-15; placed: ['NC0-15']"],
     "resnet50_partition.py": ["stages on NC0, NC1, NC2, NC3; one execution each per inference",
                               "torch.jit.trace of the partitioned model: same results"],
-    "bert_pretrained.py": ["BERT says they are", "16 models on NC0..NC15, every core ran",
+    "bert_pretrained.py": ["BERT says they are", "16 models on NC0..NC15, one per core",
                            "NeuronSimpleDataParallel, batch 6: 16 models, one per core"],
     "bert_shared_weights.py": ["one load on NC0-15: 16 replicas, every core ran; replicas hold 1x the weights "
                                "(shared weights on)"],
