@@ -95,6 +95,12 @@ def ncrt_model_loaded(loaded: LoadedModel) -> None:
 
 
 @hookspec
+def ncrt_model_unloaded(loaded: LoadedModel) -> None:
+    """Observe a model that has just been taken off its cores (``loaded.unload()``, or its
+    framework object was garbage-collected); its cores count as free again."""
+
+
+@hookspec
 def ncrt_runtime_started(runtime: Runtime) -> None:
     """Observe a runtime that has reserved its cores (start publishers, reports)."""
 

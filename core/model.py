@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .manifest import Manifest
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from .placement import Placement
     from .runtime import LocalCore, Runtime
 
-__all__ = ["Model", "LoadedModel", "Runner", "call_payload"]
+__all__ = ["Model", "LoadedModel", "Runner", "call_payload", "unload_when_freed"]
 
 Runner = Callable[["Model", Any, "LocalCore"], Any]
 """How a plugin runs its model on one core: ``runner(model, inputs, core) -> outputs``."""
@@ -151,7 +152,17 @@ class LoadedModel:
         return self.run(args)
 
     def unload(self) -> None:
+        """Take the model off its cores now (``nrt_unload``); a second call does nothing."""
         self.runtime.unload(self)
+
+    def unload_later(self) -> None:
+        """Ask the runtime to unload the model at its next placement or description.
+
+        Safe anywhere, a garbage-collector callback included: it only queues the model
+        (no lock is taken, no hook is called), so it cannot deadlock whatever the thread
+        was doing when the collector ran.
+        """
+        self.runtime.unload_later(self)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -167,3 +178,25 @@ class LoadedModel:
 
     def __repr__(self) -> str:
         return f"<LoadedModel {self.model.uid} on {self.placement.label}>"
+
+
+def unload_when_freed(owner: object, loaded: LoadedModel) -> weakref.finalize:
+    """Unload ``loaded`` once ``owner``, the framework's model object, is garbage-collected.
+
+    The Neuron frameworks unload a model from its cores (``nrt_unload``) when the framework
+    frees it; a plugin calls this right after placing the model its wrapper runs::
+
+        self.loaded = runtime.place(model, request)
+        self._finalizer = unload_when_freed(self, self.loaded)
+
+    The callback holds ``loaded`` only, never ``owner`` (a callback that referenced the
+    wrapper would keep it alive for ever), and it only queues the model
+    (:meth:`LoadedModel.unload_later`): the runtime takes it off its cores before its next
+    placement, so the cores count as free again and no warning names the dead model.
+    Nothing runs at interpreter exit (the runtime releases every core then anyway).
+    The returned finalizer can be ``detach()``-ed when the owner hands its placement
+    over, or called to unload at once.
+    """
+    finalizer = weakref.finalize(owner, loaded.unload_later)
+    finalizer.atexit = False
+    return finalizer

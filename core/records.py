@@ -61,7 +61,9 @@ class ProcessRecord:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.path = records_dir(runtime.state_dir) / f"{runtime.pid}.json"
-        self._lock = threading.Lock()
+        # re-entrant: building a record unloads models queued by the garbage collector,
+        # and each unload publishes (the inner write is then overwritten by this one)
+        self._lock = threading.RLock()
         self._withdrawn = False
 
     def publish(self) -> None:
@@ -111,6 +113,11 @@ def ncrt_runtime_started(runtime: Runtime) -> None:
 
 @hookimpl
 def ncrt_model_loaded(loaded: LoadedModel) -> None:
+    publish(loaded.runtime)
+
+
+@hookimpl
+def ncrt_model_unloaded(loaded: LoadedModel) -> None:
     publish(loaded.runtime)
 
 

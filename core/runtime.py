@@ -85,7 +85,9 @@ class Runtime:
         self._inflight = Tokens(self.inflight_limit)
         async_limit = self.config.async_exec_max_inflight_requests
         self._async_slots = [Tokens(async_limit) for _ in self.cores] if async_limit else None
-        self.models: list[LoadedModel] = []
+        self._models: list[LoadedModel] = []
+        self._freed: queue.SimpleQueue[LoadedModel] = queue.SimpleQueue()
+        self._draining = threading.Lock()
         self.closed = False
         self.pid = os.getpid()
         self.command = command_line()
@@ -115,25 +117,51 @@ class Runtime:
 
     def place(self, model: Model, request: PlacementRequest) -> LoadedModel:
         """Ask the placement hook for cores, record them, warn when cores are shared."""
+        self.unload_freed()
         placement: Placement | None = self.pm.hook.ncrt_placement(model=model, request=request, runtime=self)
         if placement is None:
             raise PlacementError(f"no placement plugin answered for {model!r} with {request}")
         loaded = LoadedModel(self, model, placement)
         shared = self.table.add(model.uid, placement.cores)
         warn_shared(model.name, placement.cores, [self._name_of(uid) for uid in shared])
-        self.models.append(loaded)
+        self._models.append(loaded)
         log.info("loaded %s on %s", model.uid, placement.label)
         self.pm.hook.ncrt_model_loaded(loaded=loaded)
         return loaded
 
     def _name_of(self, uid: str) -> str:
-        return next((m.name for m in self.models if m.model.uid == uid), uid)
+        return next((m.name for m in self._models if m.model.uid == uid), uid)
+
+    @property
+    def models(self) -> list[LoadedModel]:
+        """The models placed now, in load order (models freed by their framework left out)."""
+        self.unload_freed()
+        return list(self._models)
 
     def unload(self, loaded: LoadedModel) -> None:
-        self.table.remove(loaded.model.uid)
-        if loaded in self.models:
-            self.models.remove(loaded)
+        """Take ``loaded`` off its cores now; its cores count as free for the next placement."""
+        if loaded.unloaded:
+            return
         loaded.unloaded = True
+        self.table.remove(loaded.model.uid)
+        if loaded in self._models:
+            self._models.remove(loaded)
+        log.info("unloaded %s from %s", loaded.model.uid, loaded.placement.label)
+        self.pm.hook.ncrt_model_unloaded(loaded=loaded)
+
+    def unload_later(self, loaded: LoadedModel) -> None:
+        """Queue ``loaded`` for unloading (safe in a garbage-collector callback: no lock, no hook)."""
+        self._freed.put(loaded)
+
+    def unload_freed(self) -> None:
+        """Unload the models queued by :meth:`unload_later` (done before every placement)."""
+        if self._freed.empty() or not self._draining.acquire(blocking=False):
+            return  # nothing queued, or this or another thread is already unloading them
+        try:
+            while not self._freed.empty():
+                self.unload(self._freed.get_nowait())
+        finally:
+            self._draining.release()
 
     # -- execution ---------------------------------------------------------------------
 
@@ -206,6 +234,7 @@ class Runtime:
 
     def describe(self) -> dict[str, Any]:
         """Cores, counters and models of this process, as ``ncrt ls --json`` prints them."""
+        self.unload_freed()
         return {
             "pid": self.pid,
             "topology": self.topology.fingerprint(),
@@ -215,7 +244,7 @@ class Runtime:
                  **self.counters[c.index].snapshot()}
                 for c in self.cores
             ],
-            "models": [loaded.describe() for loaded in self.models],
+            "models": [loaded.describe() for loaded in self._models],
         }
 
     def close(self) -> None:
@@ -229,6 +258,7 @@ class Runtime:
         for executor in self._executors.values():
             executor.stop()
         self.reservation.release()
+        self._models.clear()  # a closed runtime holds no model: what the application keeps is its own
 
 
 class Tokens:

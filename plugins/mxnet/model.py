@@ -17,14 +17,13 @@ switch. A model is unloaded from its cores when its executor is freed (``nrt_unl
 from __future__ import annotations
 
 import os
-import weakref
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ncrt import get_runtime
 from ncrt.adapters.mxnet import ADAPTER, import_mxnet, params_digest
 from ncrt.errors import BadInputError
 from ncrt.manifest import Manifest, verify_payload
-from ncrt.model import Model
+from ncrt.model import Model, unload_when_freed
 
 from .compile import manifest_of, weights_of
 from .execute import FRAMEWORK, SymbolPayload, as_ndarray, run_on_core
@@ -48,9 +47,7 @@ class NeuronExecutor:
 
     def __init__(self, loaded: LoadedModel, ctx: Any, payload: SymbolPayload, sym: Any,
                  args: Mapping[str, Any], aux: Mapping[str, Any]) -> None:
-        # Freed by the application -> unloaded from its cores (the callback holds the
-        # LoadedModel only, never this executor).
-        self._finalizer = weakref.finalize(self, loaded.unload)
+        self._finalizer = unload_when_freed(self, loaded)  # freed by the application: nrt_unload
         self.loaded = loaded
         self.ctx = ctx
         self.payload = payload
@@ -146,8 +143,9 @@ class NeuronExecutor:
                 f"Total {size >> 20} MB allocated\nTotal 0 TempSpace resource requested\n")
 
     def unload(self) -> None:
-        """Free the model's cores for other models."""
-        self._finalizer()
+        """Free the model's cores for other models now."""
+        self._finalizer.detach()
+        self.loaded.unload()
 
     def __repr__(self) -> str:
         return f"<NeuronExecutor {self.loaded.name} on {self.placement} via {self.ctx!r}>"

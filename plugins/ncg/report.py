@@ -1,20 +1,25 @@
 """The placement report: where every model of a process landed, written as JSON at exit.
 
 Set ``NCRT_PLACEMENT_REPORT=FILE`` (or ``ncrt run --placement-report FILE``) and the
-runtime writes, when it closes (at interpreter exit), every model loaded in the process
-with its framework, its per-process and global cores, its replicas, the models it shared
-cores with and the model switches counted on its cores. A model the application freed
-before exit (unloaded from its cores, as ``nrt_unload`` does) is still reported, with
-``"unloaded": true``: the report says where every model landed, not only the survivors. A ``{pid}`` in the path is replaced
+runtime writes, when it closes (at interpreter exit), every loaded model with its
+framework, its per-process and global cores, its replicas, the models it shares cores
+with and the model switches counted on its cores. A ``{pid}`` in the path is replaced
 by the process id, for applications that start several processes. ``ncrt migrate
 check`` compares two such reports.
+
+Models unloaded before exit (an application that lets its models go out of scope before
+it ends unloads them, as Neuron does) are reported too, marked ``"unloaded": true``: the
+report says where each model of the run was placed, not only which were still placed at
+exit. Two models share cores when their cores meet while both were placed.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +35,7 @@ if TYPE_CHECKING:
     from ncrt.model import LoadedModel
     from ncrt.runtime import Runtime
 
-__all__ = ["REPORT_VARIABLE", "FORMAT", "build_report", "write_report", "read_report", "report_path"]
+__all__ = ["REPORT_VARIABLE", "FORMAT", "ModelHistory", "build_report", "write_report", "read_report", "report_path"]
 
 REPORT_VARIABLE = "NCRT_PLACEMENT_REPORT"
 FORMAT = "ncrt-placement-report/1"
@@ -52,52 +57,61 @@ def report_path(config: Config, pid: int | None = None) -> Path | None:
     return Path(str(text).replace("{pid}", str(os.getpid() if pid is None else pid)))
 
 
-class _Loads:
-    """Every model placed in the process (while a report is asked for), and who shared with whom."""
+@dataclass
+class _Lifetime:
+    """One placed model: when it was placed and unloaded, in the order of those events."""
+
+    loaded: LoadedModel
+    placed: int
+    unloaded: int | None = None
+
+    def overlaps(self, other: _Lifetime) -> bool:
+        ends = (self.unloaded, other.unloaded)
+        return ((ends[0] is None or ends[0] > other.placed) and
+                (ends[1] is None or ends[1] > self.placed))
+
+
+class ModelHistory:
+    """Every model placed by a runtime, unloaded ones included, in load order."""
 
     def __init__(self) -> None:
-        self.models: list[LoadedModel] = []
-        self.shared: dict[str, list[str]] = {}
+        self.lifetimes: list[_Lifetime] = []
+        self._events = itertools.count()
 
-    def add(self, runtime: Runtime, loaded: LoadedModel) -> None:
-        """Record ``loaded`` and the live models it shares cores with (both ways)."""
-        uid = loaded.model.uid
-        others = {other for core in loaded.cores for other in runtime.table.models_on(core)} - {uid}
-        self.shared[uid] = []
-        for other in self.models:
-            if other.model.uid in others:
-                self.shared[uid].append(other.name)
-                self.shared.setdefault(other.model.uid, []).append(loaded.name)
-        self.models.append(loaded)
+    def placed(self, loaded: LoadedModel) -> None:
+        self.lifetimes.append(_Lifetime(loaded, next(self._events)))
 
+    def unloaded(self, loaded: LoadedModel) -> None:
+        for lifetime in self.lifetimes:
+            if lifetime.loaded is loaded and lifetime.unloaded is None:
+                lifetime.unloaded = next(self._events)
 
-_LOADS = StashKey[_Loads]()
-
-
-def _loads(runtime: Runtime) -> _Loads:
-    return runtime.stash.setdefault(_LOADS, _Loads())
+    def sharing(self, lifetime: _Lifetime) -> list[str]:
+        """Names of the other models whose cores met ``lifetime``'s while both were placed."""
+        cores = set(lifetime.loaded.cores)
+        return [other.loaded.name for other in self.lifetimes
+                if other is not lifetime and cores & set(other.loaded.cores) and other.overlaps(lifetime)]
 
 
-def _reported_models(runtime: Runtime) -> list[LoadedModel]:
-    """The models loaded since the report was asked for, and any others still placed."""
-    recorded = _loads(runtime).models
-    return recorded + [loaded for loaded in runtime.models if loaded not in recorded]
+_HISTORY = StashKey[ModelHistory]()
 
 
-def _sharing(runtime: Runtime, loaded: LoadedModel) -> list[str]:
-    """Names of the other models that shared any of ``loaded``'s cores with it, in load order."""
-    recorded = _loads(runtime).shared.get(loaded.model.uid)
-    if recorded is not None:
-        return list(recorded)
-    uids = {uid for core in loaded.cores for uid in runtime.table.models_on(core)} - {loaded.model.uid}
-    return [other.name for other in runtime.models if other.model.uid in uids]
+def _history(runtime: Runtime) -> ModelHistory:
+    """The runtime's history; one made of the models placed now if none was kept."""
+    history = runtime.stash.get(_HISTORY, None)
+    if history is None:
+        history = ModelHistory()
+        for loaded in runtime.models:
+            history.placed(loaded)
+    return history
 
 
-def _model_entry(runtime: Runtime, loaded: LoadedModel) -> dict[str, Any]:
+def _model_entry(runtime: Runtime, history: ModelHistory, lifetime: _Lifetime) -> dict[str, Any]:
+    loaded = lifetime.loaded
     entry = loaded.describe()
-    entry["unloaded"] = loaded.unloaded
+    entry["unloaded"] = lifetime.unloaded is not None
     entry["replica_cores"] = [list(replica) for replica in loaded.placement.replicas]
-    entry["shared_with"] = _sharing(runtime, loaded)
+    entry["shared_with"] = history.sharing(lifetime)
     entry["model_switches"] = sum(runtime.counters[core].model_switches for core in loaded.cores)
     entry["executions"] = {f"NC{core}": runtime.counters[core].executions for core in loaded.cores}
     return entry
@@ -116,6 +130,8 @@ def _ncg_entry(runtime: Runtime) -> dict[str, Any] | None:
 
 def build_report(runtime: Runtime) -> dict[str, Any]:
     """The report of ``runtime`` as a JSON-ready dict (see the module doc)."""
+    runtime.unload_freed()
+    history = _history(runtime)
     return {
         "format": FORMAT,
         "pid": runtime.pid,
@@ -125,7 +141,7 @@ def build_report(runtime: Runtime) -> dict[str, Any]:
         "settings": {name: os.environ[name] for name in _SETTINGS if os.environ.get(name, "").strip()},
         "reserved_cores": [core.global_index for core in runtime.cores],
         "ncg": _ncg_entry(runtime),
-        "models": [_model_entry(runtime, loaded) for loaded in _reported_models(runtime)],
+        "models": [_model_entry(runtime, history, lifetime) for lifetime in history.lifetimes],
         "cores": runtime.describe()["cores"],
     }
 
@@ -154,9 +170,17 @@ def ncrt_add_variables(variables: VariableTable) -> None:
 
 @hookimpl
 def ncrt_model_loaded(loaded: LoadedModel) -> None:
-    """Remember every placed model while a report is asked for (freed ones are reported too)."""
-    if report_path(loaded.runtime.config) is not None:
-        _loads(loaded.runtime).add(loaded.runtime, loaded)
+    """Keep the model in the history when a report will be written."""
+    runtime = loaded.runtime
+    if report_path(runtime.config) is not None:
+        runtime.stash.setdefault(_HISTORY, ModelHistory()).placed(loaded)
+
+
+@hookimpl
+def ncrt_model_unloaded(loaded: LoadedModel) -> None:
+    history = loaded.runtime.stash.get(_HISTORY, None)
+    if history is not None:
+        history.unloaded(loaded)
 
 
 @hookimpl

@@ -8,7 +8,6 @@ loaded copy of the weights: each core's executor thread runs the same TF functio
 
 from __future__ import annotations
 
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -19,7 +18,7 @@ from ncrt.adapters.tensorflow import ADAPTER
 from ncrt.batching import batch_size_of
 from ncrt.errors import BadInputError, ModelLoadError
 from ncrt.manifest import Manifest
-from ncrt.model import Model
+from ncrt.model import Model, unload_when_freed
 from ncrt.parallel import DataParallelRunner
 from ncrt.placement import PlacementRequest
 
@@ -53,9 +52,7 @@ class NeuronModel:
     inference_only = True
 
     def __init__(self, loaded: LoadedModel) -> None:
-        # Freed by the framework -> unloaded from its cores, as nrt_unload does (the callback
-        # holds the LoadedModel only, never this wrapper).
-        self._finalizer = weakref.finalize(self, loaded.unload)
+        self._finalizer = unload_when_freed(self, loaded)  # freed by the framework: nrt_unload
         self.loaded = loaded
         self.manifest: Manifest = loaded.manifest
         self.input_names = [spec["name"] for spec in self.manifest.inputs]
@@ -161,7 +158,9 @@ class NeuronModel:
                 "dynamic_batching": self.manifest.dynamic_batching}
 
     def unload(self) -> None:
-        self._finalizer()
+        """Free the model's cores for other models now."""
+        self._finalizer.detach()
+        self.loaded.unload()
 
     def __repr__(self) -> str:
         return f"<NeuronModel {self.name} on {self.placement} x{self.replica_count} batch={self.compiled_batch}>"

@@ -96,8 +96,7 @@ def release_runtime(watch_models: bool = True) -> list[HeldModel]:
     live = [loaded for loaded in runtime.models if not loaded.unloaded] if watch_models else []
     watched = [(weakref.ref(loaded), HeldModel.of(loaded)) for loaded in live]
     del live
-    reset_runtime()
-    runtime.models.clear()  # a closed runtime must not be what keeps its models alive
+    reset_runtime()  # a closed runtime holds no model: survivors are the test's references
     del runtime
     return _survivors(watched) if watched else []
 

@@ -13,7 +13,7 @@ from ncrt.imports import ModuleHook
 from ncrt.manifest import Manifest
 from ncrt.model import Model
 
-from .compat import patch_torch, torch_neuron_module
+from .compat import experimental_module, patch_torch, torch_neuron_module
 from .execute import FRAMEWORK, TorchPayload, run_on_core
 from .model import NeuronModule, load_script, manifest_of
 
@@ -51,4 +51,9 @@ def ncrt_read_manifest(path: str) -> Manifest | None:
 @hookimpl
 def ncrt_compat_modules() -> dict[str, ModuleHook]:
     """``torch_neuron`` and ``torch.neuron``; ``torch.jit.load`` places ncrt models."""
-    return {"torch_neuron": ModuleHook(create=torch_neuron_module), "torch": ModuleHook(patch=patch_torch)}
+    return {
+        "torch_neuron": ModuleHook(create=torch_neuron_module),
+        "torch_neuron.experimental": ModuleHook(create=experimental_module),
+        "torch.neuron.experimental": ModuleHook(create=experimental_module),
+        "torch": ModuleHook(patch=patch_torch),
+    }

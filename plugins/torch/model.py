@@ -8,14 +8,20 @@ NeuronCores when called (placed on first call, at load, or by :func:`set_neuron_
 
 Placement rule (torch-neuron's core-placement guide): each load puts one copy of the
 model on the next free group of its compiled size, in load order; when none is free a
-model shares the least-shared group (``ModelSwitchWarning``). :func:`set_neuron_cores` and
-:func:`~ncrt.plugins.torch.placement.neuron_cores_context` choose the start core and the
-core count explicitly. Importing this module does not import torch.
+model shares the least-shared group (``ModelSwitchWarning``). :func:`set_neuron_cores`,
+:func:`set_multicore` and the contexts of :mod:`~ncrt.plugins.torch.placement` choose the
+start core and the core count explicitly.
+
+A module owns its placement: when the application frees it (garbage collection), the
+model is unloaded from its cores, as torch-neuron's destructor does (``nrt_unload``).
+:class:`~ncrt.plugins.torch.DataParallel` takes a module's placement over
+(:meth:`NeuronModule.adopt`). Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import os
 import threading
@@ -27,11 +33,12 @@ from ncrt.adapters.torch import ADAPTER, MANIFEST_EXTRA, manifest_text_in_archiv
 from ncrt.batching import tensors_in
 from ncrt.errors import BadInputError, ModelLoadError
 from ncrt.manifest import Manifest, check_digest
-from ncrt.model import LoadedModel, Model
+from ncrt.batching import map_structure
+from ncrt.model import LoadedModel, Model, unload_when_freed
 from ncrt.parallel import DataParallelRunner
 
 from .execute import FRAMEWORK, TorchCall, TorchPayload, import_torch, remember_caller_threads, run_on_core
-from .placement import cores_choice, placement_request
+from .placement import CoreChoice, cores_choice
 
 __all__ = [
     "MANIFEST_ATTRIBUTE",
@@ -105,18 +112,21 @@ def _check_shape(position: int, shape: tuple, compiled: tuple, dim: int, any_bat
 
 
 def set_neuron_cores(module: Any, start_nc: int = -1, nc_count: int = -1) -> NeuronModule:
-    """Place ``module`` on ``nc_count`` cores starting at ``start_nc`` (now; replaces its placement)."""
+    """Place ``module`` on ``nc_count`` cores from ``start_nc`` now, unloading it from where it was.
+
+    torch-neuron's ``torch_neuron.experimental.set_neuron_cores``: -1 keeps the default
+    rule; ``nc_count`` larger than the model replicates it ``floor(nc_count / size)`` times.
+    """
     neuron = as_neuron_module(module)
-    neuron.place((start_nc, nc_count))
+    neuron.place(CoreChoice(start_nc, nc_count))
     return neuron
 
 
 def set_multicore(module: Any) -> NeuronModule:
     """Replicate ``module`` on every core of the process (as many whole replicas as fit)."""
     neuron = as_neuron_module(module)
-    cores = len(get_runtime().cores)
-    width = neuron.manifest.pipeline_cores
-    return set_neuron_cores(neuron, 0, max(width, cores - cores % width))
+    neuron.place(CoreChoice(multicore=True))
+    return neuron
 
 
 def as_neuron_module(module: Any, name: str | None = None) -> NeuronModule:
@@ -132,14 +142,44 @@ def as_neuron_module(module: Any, name: str | None = None) -> NeuronModule:
     return NeuronModule(module, manifest, name or getattr(module, "original_name", "model"))
 
 
+@functools.lru_cache(maxsize=None)
+def _module_class() -> type:
+    """The class NeuronModule instances have: NeuronModule and ``torch.nn.Module`` (made on first use)."""
+    torch = import_torch()
+
+    def __init__(self: Any, module: Any, manifest: Manifest, name: str) -> None:
+        torch.nn.Module.__init__(self)
+        NeuronModule.__init__(self, module, manifest, name)
+
+    namespace = {"__init__": __init__, "__module__": __name__, "__qualname__": "NeuronModule",
+                 "__doc__": NeuronModule.__doc__}
+    return type("NeuronModule", (NeuronModule, torch.nn.Module), namespace)
+
+
+def _tracing() -> bool:
+    return bool(import_torch().jit.is_tracing())
+
+
 class NeuronModule:
     """A compiled TorchScript model that runs on ncrt NeuronCores when called.
 
     Placed on first call (or at load, or by :func:`set_neuron_cores`); see the module
     docstring for the rule. ``torch.jit.save`` works on it and keeps the manifest.
-    Attributes it does not define (``code``, ``graph``, ``state_dict``...) are the
-    ScriptModule's.
+
+    An instance is a ``torch.nn.Module`` too (its class is made the first time one is
+    created, so that importing ncrt does not import torch), as torch-neuron's compiled
+    ScriptModule is: it can replace a submodule of a model (``model.layer1 =
+    torch.neuron.trace(model.layer1, x)``), whose calls then run on the cores. Its one
+    child is the traced ScriptModule (``script_module``); attributes it does not define
+    (``code``, ``graph``...) are the ScriptModule's. Inside ``torch.jit.trace`` of a
+    model holding it, it runs the ScriptModule in the tracing thread, so the trace
+    records it, and ``torch.jit.script`` of such a model compiles the ScriptModule in its
+    place; the TorchScript model either makes then runs on the host CPU, outside ncrt's
+    cores (torch-neuron ran its Neuron parts through a TorchScript operator; ncrt has none).
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> NeuronModule:
+        return super().__new__(_module_class() if cls is NeuronModule else cls)
 
     def __init__(self, module: Any, manifest: Manifest, name: str) -> None:
         self.script_module = module
@@ -148,6 +188,8 @@ class NeuronModule:
         self.cores_choice = cores_choice()
         self.loaded: LoadedModel | None = None
         self._runner: DataParallelRunner | None = None
+        self._finalizer: Any = None  # set while this module owns its placement
+        self._half_inputs = "FLOAT32_TO_FLOAT16" in manifest.extra.get("optimizations", ())
         self._lock = threading.Lock()
 
     def to_model(self) -> Model:
@@ -155,22 +197,54 @@ class NeuronModule:
         shared = get_runtime().config.multi_instance_shared_weights
         return Model(self.name, FRAMEWORK, self.manifest, TorchPayload(self.script_module, shared), runner=run_on_core)
 
-    def place(self, cores: tuple[int, int] | None = None) -> LoadedModel:
-        """Place the module (again): on ``(start_nc, nc_count)`` or by the default rule."""
+    def place(self, choice: CoreChoice | None = None) -> LoadedModel:
+        """Place the module (again): by ``choice``, the context it was made in, or the default rule.
+
+        A placement it owned is unloaded first; the new one is unloaded when the module
+        is garbage-collected.
+        """
         with self._lock:
-            if self.loaded is not None and not self.loaded.unloaded:
-                self.loaded.unload()
-            choice = cores or self.cores_choice or cores_choice() or (-1, -1)
+            self._release()
+            choice = choice or self.cores_choice or cores_choice() or CoreChoice()
             remember_caller_threads()
             runtime = get_runtime()
-            request = placement_request(self.manifest, *choice)
-            self.loaded = runtime.place(self.to_model(), request)
-            self._runner = DataParallelRunner(self.loaded, ADAPTER, dim=0, compiled_batch=self.manifest.batch_size)
-            return self.loaded
+            loaded = runtime.place(self.to_model(), choice.request(self.manifest, len(runtime.cores)))
+            self._use(loaded)
+            self._finalizer = unload_when_freed(self, loaded)
+            return loaded
+
+    def adopt(self, loaded: LoadedModel) -> None:
+        """Run on ``loaded``, placed by another owner (DataParallel), instead of a placement of its own.
+
+        The module's own placement, if any, is unloaded. When the owner unloads
+        ``loaded`` the module places itself again on its next call.
+        """
+        with self._lock:
+            self._release()
+            self._use(loaded)
+
+    def unload(self) -> None:
+        """Take the module off its cores now (if it owns its placement); it places itself again when called."""
+        with self._lock:
+            self._release()
+
+    def _use(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self._runner = DataParallelRunner(loaded, ADAPTER, dim=0, compiled_batch=self.manifest.batch_size)
+
+    def _release(self) -> None:
+        """Let go of the current placement, unloading it now if this module owns it."""
+        finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None and finalizer.detach() is not None and self.loaded is not None:
+            self.loaded.unload()
+        self.loaded = None
+        self._runner = None
 
     def placed(self) -> LoadedModel:
-        """The current placement, made now if there is none yet."""
+        """The current placement, made now if there is none yet (or its owner let it go)."""
         loaded = self.loaded
+        if loaded is not None and not loaded.runtime.closed:
+            loaded.runtime.unload_freed()  # a DataParallel we ran on may have been freed
         if loaded is None or loaded.unloaded or loaded.runtime.closed:
             loaded = self.place()
         return loaded
@@ -185,14 +259,25 @@ class NeuronModule:
         return bool(self.manifest.extra.get("dynamic_batch_size")) and self.manifest.dynamic_batching
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _tracing():
+            return import_torch().nn.Module.__call__(self, *args, **kwargs)  # scopes for the tracer
+        return self._run(args, kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Run on the cores (in a trace: the ScriptModule in this thread, so the trace records it)."""
+        if _tracing():
+            return self.script_module(*args, **kwargs)
+        return self._run(args, kwargs)
+
+    def _run(self, args: tuple, kwargs: dict[str, Any]) -> Any:
         loaded = self.placed()
         inputs = TorchCall(args, kwargs)
+        if self._half_inputs:
+            inputs = _float16_as_traced(inputs, self.manifest)
         size = check_inputs(self.manifest, inputs, 0, self.dynamic_batch_size)
         if size != self.manifest.batch_size and self._runner is not None:
             return self._runner(inputs)
         return loaded.run(inputs)
-
-    forward = __call__
 
     def to(self, device: Any) -> NeuronModule:
         """``"nc:N"``/``"neuron:N"``: place one replica on core N; ``"cpu"``: leave as is."""
@@ -205,7 +290,16 @@ class NeuronModule:
         return set_neuron_cores(self, int(index), self.manifest.pipeline_cores)
 
     def eval(self) -> NeuronModule:
-        return self
+        """Inference mode (a compiled model is always in it)."""
+        return self.train(False)
+
+    def __prepare_scriptable__(self) -> Any:
+        """What ``torch.jit.script`` of a model holding this module compiles: the ScriptModule."""
+        return self.script_module
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NeuronModule:
+        """A copy of the compiled model, not placed yet (it places itself on its first call)."""
+        return NeuronModule(copy.deepcopy(self.script_module, memo), self.manifest, self.name)
 
     def save(self, f: FileLike, _extra_files: dict[str, Any] | None = None) -> None:
         """What ``torch.jit.save`` calls for a path: TorchScript plus the manifest extra file."""
@@ -220,9 +314,14 @@ class NeuronModule:
         return self.script_module.save_to_buffer(_extra_files=extra)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or "script_module" not in self.__dict__:
-            raise AttributeError(name)
-        return getattr(self.__dict__["script_module"], name)
+        try:
+            return super().__getattr__(name)  # torch.nn.Module's: its child, parameters, buffers
+        except AttributeError:
+            pass
+        script = self.__dict__.get("_modules", {}).get("script_module")
+        if name.startswith("__") or script is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(script, name)
 
     def __repr__(self) -> str:
         where = self.loaded.placement.label if self.loaded and not self.loaded.unloaded else "not placed yet"
@@ -282,8 +381,23 @@ def place_script(module: Any, manifest: Manifest, name: str, start_nc: int = -1,
                  nc_count: int = -1) -> NeuronModule:
     """Wrap a loaded ScriptModule and place it now (the rule, or ``nc_count`` cores from ``start_nc``)."""
     neuron = NeuronModule(module, manifest, name)
-    neuron.place((start_nc, nc_count) if (start_nc, nc_count) != (-1, -1) else None)
+    neuron.place(CoreChoice(start_nc, nc_count) if (start_nc, nc_count) != (-1, -1) else None)
     return neuron
+
+
+def _float16_as_traced(inputs: Any, manifest: Manifest) -> Any:
+    """float16 tensors where the model was traced with float32 ones, cast to float32.
+
+    What ``torch_neuron.Optimization.FLOAT32_TO_FLOAT16`` lets a model accept.
+    """
+    torch = import_torch()
+    compiled = iter(spec["dtype"] for spec in manifest.inputs)
+
+    def cast(tensor: Any) -> Any:
+        wanted = next(compiled, None)
+        return tensor.float() if wanted == "float32" and tensor.dtype == torch.float16 else tensor
+
+    return map_structure(cast, inputs, ADAPTER)
 
 
 def load(f: FileLike, map_location: Any = None, *, start_nc: int = -1, nc_count: int = -1,

@@ -5,6 +5,11 @@ replica per core; a batch is split along ``dim`` and the outputs are gathered in
 With ``dim == 0`` dynamic batching is on: any batch size is cut into compiled-batch
 chunks (the last padded) dealt out to the cores. ``disable_dynamic_batching()``, or
 ``dim != 0``, requires ``input.shape[dim] / len(device_ids) == compiled batch``.
+
+DataParallel takes the model's placement over: a model already placed (by
+``torch.jit.load`` under compat) is unloaded from its core and then runs on the
+DataParallel's replicas, so the cores do not hold it twice. The replicas are unloaded
+when the DataParallel is garbage-collected.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, Sequence
 from ncrt.adapters.torch import ADAPTER
 from ncrt.config import format_core_set
 from ncrt.errors import BadInputError, PlacementError
-from ncrt.model import LoadedModel
+from ncrt.model import LoadedModel, unload_when_freed
 from ncrt.placement import PlacementRequest
 from ncrt.parallel import DataParallelRunner
 from ncrt.runtime import Runtime, get_runtime
@@ -98,11 +103,14 @@ class DataParallel:
         self.device_ids = resolve_device_ids(device_ids, runtime)
         self.dim = dim
         self.compiled_batch = self._compiled_batch(dim)
-        model = self.module.to_model()
-        self.loaded = runtime.place(model, PlacementRequest(
+        dynamic = self._dynamic_allowed(dim)
+        self.module.unload()  # taken over: its cores are not held twice
+        self.loaded = runtime.place(self.module.to_model(), PlacementRequest(
             cores_per_replica=1, replicas=len(self.device_ids), device_ids=self.device_ids))
+        self._finalizer = unload_when_freed(self, self.loaded)
+        self.module.adopt(self.loaded)
         self.runner = DataParallelRunner(self.loaded, ADAPTER, dim=dim, compiled_batch=self.compiled_batch,
-                                         dynamic=self._dynamic_allowed(dim))
+                                         dynamic=dynamic)
 
     def _compiled_batch(self, dim: int) -> int:
         shape = self.module.manifest.inputs[0]["shape"]

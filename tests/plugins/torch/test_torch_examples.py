@@ -24,6 +24,12 @@ EXPECTED = {
     "model_groups_one_process.py": ["model0 -> NC0-1", "model1 -> NC2-5", "model2 -> NC6-8", "model3 -> NC9-12"],
     "two_processes.py": ["model0 -> NC0 (global nc0; the process holds nc0-nc1)",
                          "model0 -> NC0 (global nc2; the process holds nc2-nc3)"],
+    "explicit_core_selection.py": ["m0 -> NC0-1", "m1 -> NC2-3", "m2 -> NC0-2", "m3 -> NC3"],
+    "explicit_multicore.py": ["m0 -> NC0-7 (8 replicas)", "executions per core: [1, 1, 1, 1, 1, 1, 1, 1]"],
+    "explicit_replication.py": ["m0 -> NC2-5 (replicas NC2-3, NC4-5)"],
+    "unload_and_dataparallel.py": ["load 0 -> NC0", "load 1 -> NC0", "load 2 -> NC0",
+                                   "DataParallel over a loaded model: placed ['NC0-3']",
+                                   "after both are freed: placed []"],
 }
 
 

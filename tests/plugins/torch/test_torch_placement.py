@@ -42,36 +42,35 @@ def test_each_load_puts_one_copy_on_the_next_free_core(cnn, tmp_path, runtime_en
     """Guide, "Example: Default": m0 loads to nc0, m1 to nc1 (no replication by default)."""
     runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge")
     path = saved(cnn, tmp_path / "a.pt")
-    assert [neuron.load(path).placement_label for _ in range(2)] == ["NC0", "NC1"]
+    m0, m1 = neuron.load(path), neuron.load(path)
+    assert [m0.placement_label, m1.placement_label] == ["NC0", "NC1"]
 
 
 def test_visible_cores_place_on_those_cores(cnn, tmp_path, runtime_env):
     """Guide, ``NEURON_RT_VISIBLE_CORES=4-5``: m0 loads to nc4, m1 to nc5."""
     runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge", NEURON_RT_VISIBLE_CORES="4-5")
     path = saved(cnn, tmp_path / "a.pt")
-    placed = [neuron.load(path).placed() for _ in range(2)]
-    assert [[runtime.cores[c].global_index for c in p.cores] for p in placed] == [[4], [5]]
+    models = [neuron.load(path) for _ in range(2)]
+    assert [[runtime.cores[c].global_index for c in m.placed().cores] for m in models] == [[4], [5]]
 
 
 def test_overlapping_models_spread_over_the_least_used_cores(cnn, tmp_path, runtime_env):
     """Guide, "Overlapping Models", ``VISIBLE_CORES=0-1``: models of 1, 2, 1 cores load to nc0, nc0-nc1, nc1."""
     runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge", NEURON_RT_VISIBLE_CORES="0-1")
-    labels = []
     with pytest.warns(ncrt.ModelSwitchWarning):
-        for name, cores in (("m0", 1), ("m1", 2), ("m2", 1)):
-            labels.append(neuron.load(saved(cnn, tmp_path / f"{name}.pt", cores)).placement_label)
-    assert labels == ["NC0", "NC0-1", "NC1"]
+        models = [neuron.load(saved(cnn, tmp_path / f"{name}.pt", cores))
+                  for name, cores in (("m0", 1), ("m1", 2), ("m2", 1))]
+    assert [m.placement_label for m in models] == ["NC0", "NC0-1", "NC1"]
 
 
 def test_pipeline_models_fill_groups_in_load_order(cnn, tmp_path, runtime_env):
     runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge", NEURON_RT_NUM_CORES="13")
-    labels = []
+    models = []
     for name, cores in zip("ABCD", (2, 4, 3, 4)):
-        model = neuron.load(saved(cnn, tmp_path / f"{name}.pt", cores))
-        labels.append(model.placement_label)
+        models.append(neuron.load(saved(cnn, tmp_path / f"{name}.pt", cores)))
         image = torch.rand(1, 3, 8, 8)
-        close(model(image), plain(cnn, image))
-    assert labels == ["NC0-1", "NC2-5", "NC6-8", "NC9-12"]
+        close(models[-1](image), plain(cnn, image))
+    assert [m.placement_label for m in models] == ["NC0-1", "NC2-5", "NC6-8", "NC9-12"]
 
 
 @pytest.mark.filterwarnings("ignore::ncrt.ModelSwitchWarning")
@@ -94,8 +93,11 @@ def test_set_neuron_cores_and_the_context_manager(cnn, tmp_path, runtime_env):
 def test_bad_explicit_placements_are_explained(cnn, runtime_env):
     runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
     pipeline = neuron.trace(cnn, torch.rand(1, 3, 8, 8), compiler_args="--neuroncore-pipeline-cores 2")
-    with pytest.raises(BadInputError, match="multiple of 2"):
-        neuron.set_neuron_cores(pipeline, 0, 3)
+    with pytest.raises(BadInputError, match=r"nc_count=1 cannot hold a model compiled for 2.*>= 2"):
+        neuron.set_neuron_cores(pipeline, 0, 1)
+    with pytest.raises(ValueError, match="nc_count=0 is not valid"):
+        neuron.set_neuron_cores(pipeline, 0, 0)
+    assert neuron.set_neuron_cores(pipeline, 0, 3).placement_label == "NC0-1"  # floor(3 / 2) = 1 copy
     with pytest.raises(PlacementError, match="valid start indexes: 0, 1, 2"):
         neuron.set_neuron_cores(pipeline, 3, 2)
     with pytest.raises(BadInputError, match="'nc:N'"):

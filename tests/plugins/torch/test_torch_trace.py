@@ -130,5 +130,5 @@ def test_validate_hash_accepts_a_good_file_and_rejects_a_corrupted_one(cnn, tmp_
 
 
 def test_trace_refuses_what_it_cannot_trace():
-    with pytest.raises(BadInputError, match="torch.nn.Module"):
-        neuron.trace(lambda x: x, torch.rand(1))
+    with pytest.raises(BadInputError, match="a function of tensors; got int"):
+        neuron.trace(42, torch.rand(1))
