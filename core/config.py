@@ -69,9 +69,9 @@ _CORE_SET_TEXT = (
     "a core index (3), an inclusive range (0-2) or a comma-separated list of both "
     f"(3-5,6); indices from 0 to {INT_MAX}"
 )
-_LEVEL_TEXT = "ERROR, WARNING (or WARN), INFO, DEBUG, TRACE or QUIET, in any case"
+_LEVEL_TEXT = "ERROR, WARNING (or WARN), INFO, DEBUG, TRACE or QUIET, in any ASCII case"
 _LOCATION_TEXT = "console, syslog, or a file path"
-_BOOL_TEXT = "true, false, 1 or 0, in any case"
+_BOOL_TEXT = "true, false, 1 or 0, in any ASCII case"
 
 VARIABLES: tuple[Variable, ...] = (
     Variable("NEURON_RT_VISIBLE_CORES", "NeuronCores this process reserves", _CORE_SET_TEXT, "unset (all)"),
@@ -221,9 +221,15 @@ def _parse_seconds(name: str, text: str) -> float:
         raise _fail(name, text, str(invalid)) from None
 
 
+def _ascii_word(text: str) -> str | None:
+    """``text`` in lower case if it is ASCII, else None: words are compared as ASCII only,
+    so that no look-alike (a dotless ``ı``, a Kelvin sign ``K``) case-maps into a keyword."""
+    return text.lower() if text.isascii() else None
+
+
 def parse_bool(name: str, text: str) -> bool:
-    """``true``/``false``/``1``/``0`` in any case, surrounding whitespace allowed."""
-    word = text.strip().lower()
+    """``true``/``false``/``1``/``0`` in any (ASCII) case, surrounding whitespace allowed."""
+    word = _ascii_word(text.strip())
     if word in _TRUE_WORDS:
         return True
     if word in _FALSE_WORDS:
@@ -232,6 +238,8 @@ def parse_bool(name: str, text: str) -> bool:
 
 
 def _parse_level(name: str, text: str) -> str:
+    if not text.isascii():
+        raise _fail(name, text, "only ASCII letters are accepted")
     level = text.upper()
     if level == "WARN":
         return "WARNING"
@@ -241,8 +249,9 @@ def _parse_level(name: str, text: str) -> str:
 
 
 def _parse_location(name: str, text: str) -> str:
-    if text.lower() in ("console", "syslog"):
-        return text.lower()
+    word = _ascii_word(text)
+    if word in ("console", "syslog"):
+        return word
     return _parse_path(name, text)
 
 
@@ -258,7 +267,7 @@ def _parse_raw(name: str, text: str) -> str:
 
 def _choice(*choices: str) -> Callable[[str, str], str]:
     def parse(name: str, text: str) -> str:
-        word = text.lower()
+        word = _ascii_word(text)
         if word not in choices:
             raise _fail(name, text)
         return word

@@ -73,7 +73,7 @@ class Manifest:
 
 
 def _pipeline_value(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise BadInputError(
             f"--neuroncore-pipeline-cores={text!r} is not valid; accepted: a whole number >= 1"
         )

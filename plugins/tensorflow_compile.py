@@ -93,7 +93,7 @@ def _env_threads(name: str, default: int) -> int:
     text = os.environ.get(name, "").strip()
     if not text:
         return default
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise BadInputError(f"{name}={text!r} is not valid; accepted: a whole number >= 1")
     return int(text)
 

@@ -414,7 +414,7 @@ class NeuronModule:
         if text == "cpu":
             return self
         prefix, _, index = text.partition(":")
-        if prefix not in ("nc", "neuron") or not index.isdigit():
+        if prefix not in ("nc", "neuron") or not (index.isascii() and index.isdigit()):
             raise BadInputError(f"cannot move a NeuronModule to {device!r}; accepted: 'nc:N', 'neuron:N', 'cpu'")
         return set_neuron_cores(self, int(index), self.manifest.pipeline_cores)
 
