@@ -8,9 +8,11 @@ pip extra to install) instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
-from typing import Sequence
+import warnings
+from typing import Any, Iterator, Sequence
 
 from .errors import NcrtError
 from .manager import shared_plugin_manager
@@ -61,12 +63,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """Show ncrt's state-record warnings as ``ncrt <command>: warning: ...`` lines."""
+    from .statefiles import StateRecordWarning
+
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if issubclass(category, StateRecordWarning):
+            print(f"ncrt {command}: warning: {message}", file=file or sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    with _one_line_warnings(args.command):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except NcrtError as error:

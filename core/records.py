@@ -9,13 +9,12 @@ killed process's leftover record is ignored. Registered as a built-in plugin.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .hookspecs import hookimpl
+from .statefiles import private_dir, read_process_records, write_private_atomically
 
 if TYPE_CHECKING:
     from .model import LoadedModel
@@ -25,9 +24,8 @@ __all__ = ["records_dir", "publish", "withdraw", "read_records"]
 
 
 def records_dir(state_dir: Path) -> Path:
-    path = Path(state_dir) / "procs"
-    path.mkdir(mode=0o700, exist_ok=True)
-    return path
+    """``<state dir>/procs``, created if missing; a planted link or file there is refused."""
+    return private_dir(Path(state_dir) / "procs")
 
 
 def _record_path(state_dir: Path, pid: int) -> Path:
@@ -36,9 +34,7 @@ def _record_path(state_dir: Path, pid: int) -> Path:
 
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new file, never a part."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    write_private_atomically(path, text)
 
 
 def publish(runtime: Runtime) -> None:
@@ -57,15 +53,12 @@ def withdraw(runtime: Runtime) -> None:
 
 
 def read_records(state_dir: Path) -> dict[int, dict[str, Any]]:
-    """Every readable record by pid (alive or not: check against the core locks)."""
-    records: dict[int, dict[str, Any]] = {}
-    folder = Path(state_dir) / "procs"
-    for path in folder.glob("*.json") if folder.is_dir() else ():
-        try:
-            records[int(path.stem)] = json.loads(path.read_text())
-        except (ValueError, OSError):
-            continue
-    return records
+    """Every sound record by pid (alive or not: check against the core locks).
+
+    Hardened (:func:`ncrt.statefiles.read_process_records`): a bad record is skipped with
+    one warning naming it; a planted ``procs`` link is refused.
+    """
+    return read_process_records(Path(state_dir) / "procs")
 
 
 @hookimpl

@@ -30,6 +30,7 @@ __all__ = [
     "StateFileError",
     "StateRecordWarning",
     "check_private_dir",
+    "file_kind",
     "private_dir",
     "process_record_problem",
     "read_json_file",
@@ -61,7 +62,8 @@ class StateRecordWarning(RuntimeWarning):
 # --------------------------------------------------------------------------- folders
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file of ``mode`` is, in words: "a directory", "a FIFO"..."""
     kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISLNK, "a symbolic link"),
              (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
     return next((name for test, name in kinds if test(mode)), "not a regular file")
@@ -79,7 +81,7 @@ def check_private_dir(path: Path | str) -> Path:
         raise StateDirError(f"ncrt state folder {path} is a symbolic link (to {os.readlink(path)}); "
                             f"ncrt never follows links in its state directory: {_FIX}")
     if not stat.S_ISDIR(info.st_mode):
-        raise StateDirError(f"ncrt state folder {path} is {_kind(info.st_mode)}, not a directory: {_FIX}")
+        raise StateDirError(f"ncrt state folder {path} is {file_kind(info.st_mode)}, not a directory: {_FIX}")
     if info.st_uid != os.geteuid():
         raise StateDirError(f"ncrt state folder {path} is owned by uid {info.st_uid}, not by this user "
                             f"(uid {os.geteuid()}): {_FIX}")
@@ -122,7 +124,7 @@ def read_state_file(path: Path | str, limit: int = RECORD_LIMIT) -> bytes:
 def _read_regular(fd: int, path: Path | str, limit: int) -> bytes:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
-        raise StateFileError(path, f"is {_kind(info.st_mode)}, not a regular file")
+        raise StateFileError(path, f"is {file_kind(info.st_mode)}, not a regular file")
     if info.st_uid != os.geteuid():
         raise StateFileError(path, f"is owned by uid {info.st_uid}, not by this user (uid {os.geteuid()})")
     if info.st_size > limit:
@@ -237,15 +239,18 @@ def _json_kind(value: Any) -> str:
 
 
 def _object_problem(value: Any, fields: _Fields, where: str) -> str | None:
+    """What is wrong with one JSON object of a record (``where`` names it: "the record",
+    "cores[0]"), or None."""
     if not isinstance(value, dict):
         return f"{where} is {_json_kind(value)}, not an object"
+    prefix = "" if where == "the record" else f"{where}."
     for name, (check, accepted, required) in fields.items():
         if name not in value:
             if required:
                 return f"{where} lacks {name!r}"
             continue
         if not check(value[name]):
-            return f"{where}[{name!r}] is {_shown(value[name])}; accepted: {accepted}"
+            return f"{prefix}{name} is {_shown(value[name])}; accepted: {accepted}"
     return None
 
 
@@ -289,7 +294,7 @@ def _warn_once(path: Path, problem: str) -> None:
         if key in _warned:
             return
         _warned.add(key)
-    warnings.warn(f"ncrt: skipped the process record {path}: {problem}", StateRecordWarning, stacklevel=3)
+    warnings.warn(f"skipped the process record {path}: {problem}", StateRecordWarning, stacklevel=3)
 
 
 def _record_files(folder: Path) -> Iterator[tuple[int, Path]]:
@@ -349,4 +354,8 @@ def write_private_atomically(path: Path | str, text: str) -> None:
             data = data[os.write(fd, data):]
     finally:
         os.close(fd)
-    os.replace(temporary, path)
+    try:
+        os.replace(temporary, path)
+    except IsADirectoryError:
+        os.unlink(temporary)
+        raise StateFileError(path, f"is a directory, not a record: {_FIX}") from None

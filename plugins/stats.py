@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ncrt.hookspecs import hookimpl
+from ncrt.errors import NcrtError
 from ncrt.records import read_records, records_dir
+from ncrt.statefiles import write_private_atomically
 
 if TYPE_CHECKING:
     from ncrt.model import LoadedModel
@@ -85,9 +87,7 @@ def write_atomically(path: Path, text: str) -> None:
     The temporary name carries the thread id as well as the pid, so a write racing with
     ``ncrt.records.publish`` in another thread never shares its temporary file.
     """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    write_private_atomically(path, text)
 
 
 def build_record(runtime: Runtime, utilization: list[float] | None = None) -> dict[str, Any]:
@@ -142,8 +142,8 @@ class StatsPublisher:
         while not self._stop.wait(self.period):
             try:
                 self.publish()
-            except OSError:
-                continue  # state directory briefly unavailable: try again next period
+            except (OSError, NcrtError):
+                continue  # state directory briefly unavailable (or tampered with): try again next period
 
 
 _publishers: dict[int, StatsPublisher] = {}
