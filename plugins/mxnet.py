@@ -323,7 +323,7 @@ def manifest_of(sym: Any) -> Manifest:
     """The manifest ``compile`` attached to ``sym``, or a 1-core manifest for a plain symbol."""
     for attrs in sym.attr_dict().values():
         if MANIFEST_ATTR in attrs:
-            return Manifest.from_json(attrs[MANIFEST_ATTR])
+            return Manifest.from_json(attrs[MANIFEST_ATTR], source=f"the {MANIFEST_ATTR} attribute of the symbol")
     return Manifest(framework=FRAMEWORK)
 
 
@@ -575,7 +575,7 @@ def ncrt_read_manifest(path: str) -> Manifest | None:
     for node in nodes:
         text = (node.get("attrs") or {}).get(MANIFEST_ATTR)
         if text:
-            return Manifest.from_json(text)
+            return Manifest.from_json(text, source=symbol_file)
     return Manifest(framework=FRAMEWORK)
 
 
