@@ -200,6 +200,6 @@ def check_digest(manifest: Manifest, digest: Callable[[], str],
     actual = digest()
     if actual != manifest.sha256:
         raise HashMismatchError(
-            f"compiled model payload{where} is corrupted: sha256 {actual[:16]}... does not match "
-            f"the manifest's {manifest.sha256[:16]}... (NEURON_RT_VALIDATE_HASH=true)"
+            f"compiled model payload is corrupted: sha256 {actual[:16]}... does not match "
+            f"the manifest's {manifest.sha256[:16]}...{where} (NEURON_RT_VALIDATE_HASH=true)"
         )

@@ -104,8 +104,9 @@ class Runtime:
         """Load ``artifact`` through the plugins and place it (see :meth:`place`)."""
         model = self.pm.hook.ncrt_load(artifact=artifact, config=self.config)
         if model is None:
+            shown = f"{artifact!r}" if isinstance(artifact, (str, os.PathLike)) else f"{artifact!r:.80}"
             raise ModelLoadError(
-                f"no ncrt plugin can load {type(artifact).__name__} {artifact!r:.80}; accepted: a "
+                f"no ncrt plugin can load {type(artifact).__name__} {shown}; accepted: a "
                 "callable, an ncrt-compiled model directory, or a framework model of an installed plugin"
             )
         if name:

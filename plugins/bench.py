@@ -83,7 +83,7 @@ class BenchResult:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.update(data.pop("point"))
-        data["ratio"] = round(self.ratio, 4)
+        data["ratio"] = float(f"{self.ratio:.6g}")  # significant digits: ratios far below 1 keep their precision
         return data
 
 

@@ -319,11 +319,13 @@ def _with_manifest(sym: Any, manifest: Manifest) -> Any:
     return compiled
 
 
-def manifest_of(sym: Any) -> Manifest:
-    """The manifest ``compile`` attached to ``sym``, or a 1-core manifest for a plain symbol."""
+def manifest_of(sym: Any, source: str | None = None) -> Manifest:
+    """The manifest ``compile`` attached to ``sym``, or a 1-core manifest for a plain symbol.
+
+    ``source`` (the symbol file) names it in errors."""
     for attrs in sym.attr_dict().values():
         if MANIFEST_ATTR in attrs:
-            return Manifest.from_json(attrs[MANIFEST_ATTR], source=f"the {MANIFEST_ATTR} attribute of the symbol")
+            return Manifest.from_json(attrs[MANIFEST_ATTR], source=source or f"the {MANIFEST_ATTR} attribute of the symbol")
     return Manifest(framework=FRAMEWORK)
 
 
@@ -556,7 +558,7 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
     from ncrt.adapters.mxnet import params_digest
 
     sym, args, aux = enable().model.load_checkpoint(*found)
-    manifest = manifest_of(sym)
+    manifest = manifest_of(sym, source=f"{found[0]}-symbol.json")
     if config.validate_hash:
         verify_payload(manifest, params_digest(args, aux), True)
     return Model(Path(found[0]).name, FRAMEWORK, manifest, SymbolPayload(sym, args, aux, manifest), inline=False)
