@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import threading
 import time
 
 import pytest
@@ -68,10 +69,17 @@ def test_a_forked_child_calling_its_parents_model_fails_at_once(parent_model, ca
 
 
 def test_a_future_of_the_parent_waited_on_in_the_child_fails_at_once(parent_model):
-    pending = parent_model.submit((5,))
+    gate = threading.Event()
+    with pytest.warns(ncrt.ModelSwitchWarning):
+        slow = ncrt.get_runtime().load(lambda: gate.wait(10) and "done", device_ids=[0])
+    pending = slow.submit(())
     outcome, seconds = in_forked_child(pending.result)
     assert seconds < AT_ONCE and outcome.startswith("ForeignModelError: this ExecutionFuture belongs")
-    assert pending.result() == 10
+    gate.set()
+    assert pending.result() == "done"  # in the parent it completes as usual
+    finished = parent_model.submit((5,))
+    assert finished.result() == 10
+    assert in_forked_child(finished.result)[0] == "ran: 10"  # a settled future is plain data
 
 
 def test_a_forked_child_loads_its_own_model_on_its_own_cores(parent_model):
