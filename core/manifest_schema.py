@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any, Callable
 
-__all__ = ["FIELDS", "MAX_CORES", "MAX_DIMS", "manifest_problem"]
+__all__ = ["FIELDS", "MAX_CORES", "MAX_DIMS", "NAMED_INPUTS", "manifest_problem"]
 
 INT_MAX = 2**31 - 1
 MAX_CORES = 2**16
@@ -79,7 +79,7 @@ def _dimension(value: Any) -> bool:
 def _tensor_entry(value: Any) -> str | None:
     accepted = ('{"shape": [dimensions: whole numbers >= 0 or null], "dtype": string, "name": string}, '
                 "dtype and name optional")
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or not set(value) <= {"shape", "dtype", "name"}:
         return accepted
     shape = value.get("shape")
     if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(_dimension(size) for size in shape)):
@@ -179,8 +179,17 @@ def manifest_problem(data: Any) -> str | None:
     return _consistency_problem(data)
 
 
+NAMED_INPUTS = ("tensorflow", "mxnet")
+"""Frameworks whose plugins feed inputs by name: their input entries must carry one."""
+
+
 def _consistency_problem(data: dict[str, Any]) -> str | None:
-    """The compiled batch and the first input's shape must agree."""
+    """Inputs are named where the framework needs it; the compiled batch and the first
+    input's shape agree."""
+    if data["framework"] in NAMED_INPUTS:
+        unnamed = next((position for position, entry in enumerate(data.get("inputs") or []) if "name" not in entry), None)
+        if unnamed is not None:
+            return f"inputs[{unnamed}] has no name; {data['framework']} models take their inputs by name"
     batch, dim, inputs = data.get("batch_size"), data.get("batch_dim", 0), data.get("inputs") or []
     if batch is None or not inputs:
         return None

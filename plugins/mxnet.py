@@ -559,6 +559,9 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
 
     sym, args, aux = enable().model.load_checkpoint(*found)
     manifest = manifest_of(sym, source=f"{found[0]}-symbol.json")
+    if manifest.framework != FRAMEWORK:
+        raise ModelLoadError(f"the ncrt manifest of {found[0]}-symbol.json names framework {manifest.framework!r}, "
+                             f"but the file is an MXNet checkpoint; recompile the model with ncrt")
     if config.validate_hash:
         verify_payload(manifest, params_digest(args, aux), True)
     return Model(Path(found[0]).name, FRAMEWORK, manifest, SymbolPayload(sym, args, aux, manifest), inline=False)

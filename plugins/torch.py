@@ -496,6 +496,9 @@ def load_script(f: FileLike, map_location: Any = None, validate_hash: bool | Non
     text = manifest_text_in_archive(source)
     origin = f"{f} ({MANIFEST_EXTRA})" if isinstance(f, (str, os.PathLike)) else "a TorchScript archive"
     manifest = Manifest.from_json(text, source=origin) if text is not None else None
+    if manifest is not None and manifest.framework != FRAMEWORK:
+        raise ModelLoadError(f"the ncrt manifest of {origin} names framework {manifest.framework!r}, but the "
+                             "file is a TorchScript archive; recompile the model with ncrt")
     if manifest is not None and _validation_on(validate_hash):
         _verify(manifest, source)  # before torch reads a corrupted archive
     if hasattr(source, "seek"):

@@ -162,8 +162,8 @@ def manifest_edits(manifest: dict[str, Any]) -> list[Damage]:
                             _edit(_set("batch_size", edited))))
     if "extra" in manifest:
         for key in list(manifest["extra"])[:4]:
-            cases.append(Damage(f"manifest:extra.{key}=[]", "manifest",
-                                _edit(lambda m, key=key: m["extra"].__setitem__(key, []))))
+            cases.append(Damage(f"manifest:extra.{key}=[[]]", "manifest",
+                                _edit(lambda m, key=key: m["extra"].__setitem__(key, [[]]))))
     texts: dict[str, bytes] = {
         "manifest:truncated JSON": b'{"framework": "tor',
         "manifest:empty": b"",
@@ -176,6 +176,58 @@ def manifest_edits(manifest: dict[str, Any]) -> list[Damage]:
     }
     cases += [Damage(name, "manifest", lambda data, text=text: text) for name, text in texts.items()]
     return cases
+
+
+def semantic_edits(manifest: dict[str, Any]) -> list[Damage]:
+    """Edits that keep the manifest valid but change what it says (caught by the seal)."""
+    def more_cores(m: dict[str, Any]) -> None:
+        m["pipeline_cores"] = int(m.get("pipeline_cores", 1)) + 1
+
+    def flipped_batching(m: dict[str, Any]) -> None:
+        m["dynamic_batching"] = not m.get("dynamic_batching", True)
+
+    def other_batch(m: dict[str, Any]) -> None:
+        if m.get("batch_size") and m.get("inputs"):
+            m["batch_size"] += 1
+            m["inputs"][0]["shape"][m.get("batch_dim", 0)] = m["batch_size"]
+
+    cases = [Damage("semantic:pipeline_cores+1", "semantic", _edit(more_cores)),
+             Damage("semantic:dynamic_batching flipped", "semantic", _edit(flipped_batching)),
+             Damage("semantic:target=inf2", "semantic", _edit(_set("target", "inf2")))]
+    if manifest.get("batch_size") and manifest.get("inputs"):
+        cases.append(Damage("semantic:batch_size and input shape+1", "semantic", _edit(other_batch)))
+    return cases
+
+
+def in_zip_entry(suffix: str, inner: Damage) -> Damage:
+    """``inner`` applied to the archive entry whose name ends with ``suffix`` (the archive
+    is rewritten entry by entry, stored, as TorchScript writes it)."""
+    import io
+
+    def apply(data: bytes) -> bytes:
+        source = zipfile.ZipFile(io.BytesIO(data))
+        out = io.BytesIO()
+        with source, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
+            for info in source.infolist():
+                content = source.read(info.filename)
+                target.writestr(info, inner.apply(content) if info.filename.endswith(suffix) else content)
+        return out.getvalue()
+
+    return Damage(inner.name, inner.kind, apply)
+
+
+def in_json_attribute(attribute: str, inner: Damage) -> Damage:
+    """``inner`` applied to a string attribute of the nodes of a JSON graph (an MXNet
+    symbol file keeps the ncrt manifest in the ``__ncrt_manifest__`` attribute)."""
+    def apply(data: bytes) -> bytes:
+        graph = json.loads(data)
+        for node in graph.get("nodes", []):
+            attrs = node.get("attrs") or {}
+            if attribute in attrs:
+                attrs[attribute] = inner.apply(attrs[attribute].encode()).decode("utf-8", "replace")
+        return json.dumps(graph, ensure_ascii=False).encode()  # MXNet's JSON reader knows no \\u escapes
+
+    return Damage(inner.name, inner.kind, apply)
 
 
 # --------------------------------------------------------------------------- applying
@@ -237,8 +289,8 @@ def classify(load: Callable[[Path], Any], path: Path) -> tuple[str, str]:
     except ModelLoadError as error:
         text = str(error)
         if path.name in text:
-            return "clean", f"{type(error).__name__}: {text[:160]}"
-        return "unclean", f"{type(error).__name__} not naming the file: {text[:160]}"
+            return "clean", f"{type(error).__name__}: {text[:600]}"
+        return "unclean", f"{type(error).__name__} not naming the file: {text[:300]}"
     except Exception as error:  # noqa: BLE001 - what the matrix is for
         where = traceback.extract_tb(error.__traceback__)[-1]
         return "unclean", f"{type(error).__name__} at {Path(where.filename).name}:{where.lineno}: {str(error)[:120]}"
