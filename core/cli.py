@@ -65,23 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def _one_line_warnings(command: str) -> Iterator[None]:
-    """Show ncrt's state-record warnings as ``ncrt <command>: warning: ...`` lines."""
+    """Format ncrt's state-record warnings as ``ncrt <command>: warning: ...`` lines.
+
+    Only the formatting changes (``warnings.formatwarning``), so code that records
+    warnings (``warnings.catch_warnings(record=True)``, pytest) still sees them.
+    """
     from .statefiles import StateRecordWarning
 
-    shown = warnings.showwarning
+    formatted = warnings.formatwarning
 
-    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
-             line: str | None = None) -> None:
+    def one_line(message: Any, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
         if issubclass(category, StateRecordWarning):
-            print(f"ncrt {command}: warning: {message}", file=file or sys.stderr)
-        else:
-            shown(message, category, filename, lineno, file, line)
+            return f"ncrt {command}: warning: {message}\n"
+        return formatted(message, category, filename, lineno, line)
 
-    warnings.showwarning = show
+    warnings.formatwarning = one_line
     try:
         yield
     finally:
-        warnings.showwarning = shown
+        warnings.formatwarning = formatted
 
 
 def main(argv: Sequence[str] | None = None) -> int:
