@@ -202,6 +202,10 @@ class ExecutionFuture:
             if not self._acquire(timeout):
                 raise TimeoutError(f"no result within {timeout} s")
             return
+        if timeout is None:  # the usual wait: until the earliest possible deadline, in one call
+            first = job.submitted + job.executor.timeout - time.monotonic()
+            if first > 0 and self._acquire(first):
+                return
         until = None if timeout is None else time.monotonic() + timeout
         while True:
             now = time.monotonic()
@@ -379,10 +383,13 @@ class CoreExecutor:
         if not future._take():
             return  # abandoned after its deadline: the caller has had its error; drop the result
         now = time.monotonic()
-        self._free_slots(job)
         self._elsewhere.pop(job, None)
-        self._mark_progress(job.replica, now)
         self._count(job, now - start, error)
+        for core in job.replica:  # one pass: free the slot, note the progress, add the busy time
+            index = core.index
+            self._slots[index].release(job)
+            self._progress[index] = now
+            self._counters[index].busy_seconds += now - start
         self._release(job)
         future._settle(value, error)
 
@@ -396,14 +403,12 @@ class CoreExecutor:
             progress[core.index] = now
 
     def _count(self, job: Job, elapsed: float, error: BaseException | None) -> None:
-        """Executions, latency and errors on the replica's first core; busy time on all of them."""
-        counters = self.counters
+        """Executions, latency and errors on the replica's first core (busy time: every core)."""
+        counters = self._counters[self.core.index]
         counters.executions += len(job.calls)
         counters.latencies.append(elapsed)
         if error is not None:
             counters.errors += 1
-        for core in job.replica:
-            self._counters[core.index].busy_seconds += elapsed
 
     def _count_switches(self, model: Model, replica: tuple[LocalCore, ...]) -> None:
         uid = model.uid

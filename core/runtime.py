@@ -85,6 +85,7 @@ class Runtime:
         self._executors_lock = threading.Lock()
         self._watchdog = Watchdog(lambda: list(self._executors.values()), self.config.exec_timeout)
         self.inflight_limit = self.config.max_inflight(len(self.cores))
+        self._block_when_full = self.config.queue_full == "block"
         self._inflight = Tokens(self.inflight_limit)
         async_limit = self.config.async_exec_max_inflight_requests
         self._async_slots = [Tokens(async_limit) for _ in self.cores] if async_limit else None
@@ -172,7 +173,7 @@ class Runtime:
         return None
 
     def _admit(self, tokens: Tokens, what: str, limit: int) -> None:
-        if tokens.take(block=self.config.queue_full == "block"):
+        if tokens.take(block=self._block_when_full):
             return
         raise QueueFullError(
             f"{limit} {what} are already in flight; wait for results, raise the limit, or set "
@@ -188,7 +189,8 @@ class Runtime:
         """
         if loaded.unloaded or self.forked:
             raise self._unusable(loaded)
-        self._admit(self._inflight, "inferences (NEURON_MAX_NUM_INFERS)", self.inflight_limit)
+        if not self._inflight.take(self._block_when_full):
+            self._admit(self._inflight, "inferences (NEURON_MAX_NUM_INFERS)", self.inflight_limit)
         index = loaded.acquire_replica(replica)
         cores = loaded.replicas[index]
         executor = self._executors.get(cores[0].index) or self.executor(cores[0].index)
