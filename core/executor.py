@@ -64,6 +64,7 @@ LATENCY_WINDOW = 2048
 _thread_state = threading.local()
 _callers = threading.local()
 _generation = [0]  # bumped in a forked child: futures and runners of the parent are dead there
+_callbacks_lock = threading.Lock()  # only done-callbacks take it: the per-call path does not
 
 
 def process_generation() -> int:
@@ -178,17 +179,23 @@ class ExecutionFuture:
         self._value, self._error = value, error
         self._finished = True
         self._signal.release()
-        if self._callbacks:
-            for callback in self._callbacks:
+        if self._callbacks is not None:
+            with _callbacks_lock:
+                callbacks, self._callbacks = self._callbacks, []
+            for callback in callbacks:
                 callback(self)
 
     def add_done_callback(self, callback: Callable[[ExecutionFuture], None]) -> None:
-        """Call ``callback(future)`` when the job ends (at once if it has ended)."""
-        if self._callbacks is None:
-            self._callbacks = []
-        self._callbacks.append(callback)
-        if self._finished:
-            callback(self)
+        """Call ``callback(future)`` once, when the job ends (at once if it has ended)."""
+        with _callbacks_lock:
+            if not self._finished:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(callback)
+                if not self._finished:
+                    return
+                self._callbacks.remove(callback)  # settled meanwhile, maybe without seeing it
+        callback(self)
 
     def _wait(self, timeout: float | None) -> None:
         if self._generation != _generation[0]:
