@@ -61,6 +61,8 @@ __all__ = [
 ]
 
 LATENCY_WINDOW = 2048
+RUNNER_YIELDS = 10  # sched_yield()s a caller makes before it sleeps on its runner's result
+_sched_yield: Callable[[], None] = getattr(os, "sched_yield", lambda: time.sleep(0))
 _thread_state = threading.local()
 _callers = threading.local()
 _generation = [0]  # bumped in a forked child: futures and runners of the parent are dead there
@@ -209,6 +211,8 @@ class ExecutionFuture:
             if not self._acquire(timeout):
                 raise TimeoutError(f"no result within {timeout} s")
             return
+        if job.runner is not None and self._yield_to_runner():
+            return
         if timeout is None:  # the usual wait: until the earliest possible deadline, in one call
             first = job.submitted + job.executor.timeout - time.monotonic()
             if first > 0 and self._acquire(first):
@@ -224,6 +228,15 @@ class ExecutionFuture:
             step = deadline - now if until is None else min(deadline, until) - now
             if self._acquire(max(step, 0.0005)):
                 return
+
+    def _yield_to_runner(self) -> bool:
+        """Give the CPU to the caller's runner (on this CPU) a few times before sleeping:
+        a short call then ends without a wake-up of this thread. True if it ended."""
+        for _ in range(RUNNER_YIELDS):
+            if self._finished:
+                return True
+            _sched_yield()
+        return self._finished
 
     def _acquire(self, timeout: float | None) -> bool:
         if self._signal.acquire(timeout=-1 if timeout is None else timeout):
