@@ -54,6 +54,7 @@ def byte_cases(model_path: Path, target: str | None, flips: int, seed: int) -> l
 def report_for(framework: str, flips: int, workdir: Path) -> dict[str, Report]:
     from framework_models import BUILDERS
 
+    (workdir / "model").mkdir()
     compiled = BUILDERS[framework](workdir / "model")
     reports: dict[str, Report] = {}
     for validate in ("false", "true"):
