@@ -85,17 +85,16 @@ def test_models_that_forbid_inline_always_run_on_the_core_thread(runtime_env):
 def test_a_callers_runner_ends_with_the_caller(runtime_env):
     runtime = runtime_env()
     runners = set()
-    model = runtime.load(lambda: runners.add(threading.get_ident()))
+    model = runtime.load(lambda: runners.add(threading.current_thread()))
     callers = [threading.Thread(target=lambda: [model() for _ in range(3)]) for _ in range(4)]
     for caller in callers:
         caller.start()
     for caller in callers:
         caller.join(5)
     assert len(runners) == 4  # one runner per caller thread
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and runners & {t.ident for t in threading.enumerate()}:
-        time.sleep(0.01)
-    assert not runners & {t.ident for t in threading.enumerate()}  # each stopped with its caller
+    for runner in runners:
+        runner.join(5)  # each stops once its caller is gone
+        assert not runner.is_alive()
 
 
 def test_a_sync_call_waits_for_a_busy_core(runtime_env):
