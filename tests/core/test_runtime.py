@@ -91,7 +91,8 @@ def test_a_callers_runner_ends_with_the_caller(runtime_env):
         caller.start()
     for caller in callers:
         caller.join(5)
-    assert len(runners) == 4  # one runner per caller thread
+    runners = {thread for thread in runners if thread.name == "ncrt-runner"}  # not the core's worker
+    assert 1 <= len(runners) <= 4  # one per caller thread that found the core idle
     for runner in runners:
         runner.join(5)  # each stops once its caller is gone
         assert not runner.is_alive()
