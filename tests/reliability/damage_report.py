@@ -78,7 +78,8 @@ def report_for(framework: str, flips: int, workdir: Path) -> dict[str, Report]:
 def _summary(report: Report) -> dict:
     unclean = Counter(outcome.error.split(":", 1)[0].split(" at ")[0] for outcome in report.unclean())
     return {"cases": len(report.outcomes), **report.counts(), "unclean by error": dict(unclean),
-            "unclean cases": [f"{o.case.name} -> {o.error}" for o in report.unclean()]}
+            "unclean cases": [f"{o.case.name} -> {o.error}" for o in report.unclean()],
+            "accepted cases": [o.case.name for o in report.outcomes if o.verdict == "accepted"]}
 
 
 def main() -> int:
