@@ -62,6 +62,7 @@ __all__ = [
 
 LATENCY_WINDOW = 2048
 RUNNER_YIELDS = 10  # sched_yield()s a caller makes before it sleeps on its runner's result
+RUNNER_LINGER = 3  # sched_yield()s a runner makes, looking for its caller's next call, before it sleeps
 _sched_yield: Callable[[], None] = getattr(os, "sched_yield", lambda: time.sleep(0))
 _thread_state = threading.local()
 _callers = threading.local()
@@ -582,11 +583,25 @@ class Runner:
 
     def _loop(self) -> None:
         while True:
-            item = self._queue.get()
+            item = self._next()
             if item is None or self.retired:
                 return
             executor, job = item
             executor.run_taken(job)
+
+    def _next(self) -> tuple[CoreExecutor, Job] | None:
+        """The next call: looked for a few times, yielding the CPU in between, before sleeping.
+
+        A caller making calls back to back hands the next one over while this thread is
+        still awake on its CPU, so neither thread pays a wake-up from sleep.
+        """
+        queue_ = self._queue
+        for _ in range(RUNNER_LINGER):
+            try:
+                return queue_.get_nowait()
+            except queue.Empty:
+                _sched_yield()
+        return queue_.get()
 
 
 class _CallerToken:
