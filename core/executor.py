@@ -21,8 +21,10 @@ Where a call runs:
 - asynchronous calls, and calls that find their core busy, go to the core's worker
   thread (pinned to the core's host CPUs);
 - a synchronous call on an idle core runs on its caller's :class:`Runner`, a companion
-  thread of the calling thread kept on the caller's CPU, so the handoff costs two thread
-  switches on one CPU rather than two cross-CPU wake-ups;
+  thread of the calling thread kept on the caller's CPU; the caller yields the CPU to it
+  a few times before sleeping on the result, and the runner looks for the next call a
+  few times before sleeping, so back-to-back calls cost two thread switches on one CPU
+  and no wake-up from sleep (not two cross-CPU wake-ups);
 - with ``NEURON_RT_EXEC_TIMEOUT=0`` (no timeout, so nothing ever needs abandoning) a
   synchronous call on an idle core runs in the calling thread itself, as ``nrt_execute``.
 
