@@ -64,13 +64,23 @@ def test_without_a_timeout_sync_calls_run_in_the_callers_thread(runtime_env):
 def test_each_caller_thread_has_its_own_runner(runtime_env):
     runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
     seen = []
-    model = runtime.load(lambda: seen.append(threading.get_ident()), replicas=2)
-    callers = [threading.Thread(target=lambda: [model() for _ in range(3)]) for _ in range(2)]
-    for caller in callers:
-        caller.start()
-    for caller in callers:
-        caller.join(5)
-    assert len(seen) == 6 and 2 <= len(set(seen)) <= 4  # one runner per caller (or a core's worker)
+    model = runtime.load(lambda: seen.append(threading.current_thread()), replicas=2)
+    together = threading.Barrier(2, timeout=5)
+
+    def caller() -> None:
+        together.wait()
+        for _ in range(3):
+            model()
+        together.wait()  # both callers (and so their runners) are alive until here
+
+    callers = [threading.Thread(target=caller) for _ in range(2)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(5)
+    assert len(seen) == 6 and {thread.name for thread in seen} <= {"ncrt-runner", "ncrt-nc0", "ncrt-nc1"}
+    runners = {thread for thread in seen if thread.name == "ncrt-runner"}
+    assert 1 <= len(runners) <= 2 and not set(callers) & set(seen)  # never the callers themselves
 
 
 def test_models_that_forbid_inline_always_run_on_the_core_thread(runtime_env):
