@@ -100,8 +100,19 @@ def manifest_text_in_archive(source: FileLike) -> str | None:
     with archive:
         for name in archive.namelist():
             if name.endswith("/extra/" + MANIFEST_EXTRA):
-                return archive.read(name).decode()
+                return _text_of(archive.read(name), source, name)
     return None
+
+
+def _text_of(data: bytes, source: FileLike, name: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        from ncrt.errors import ModelLoadError
+
+        where = source if isinstance(source, (str, Path)) else "a TorchScript archive"
+        raise ModelLoadError(f"the ncrt manifest of {where} ({name}) is not readable: it is not UTF-8 text "
+                             f"({error.reason} at byte {error.start})") from None
 
 
 def payload_sha256(source: FileLike) -> str | None:

@@ -103,9 +103,9 @@ _CORE_SET_TEXT = (
     "a core index (3), an inclusive range (0-2) or a comma-separated list of both "
     f"(3-5,6); indices from 0 to {INT_MAX}"
 )
-_LEVEL_TEXT = "ERROR, WARNING (or WARN), INFO, DEBUG, TRACE or QUIET, in any case"
+_LEVEL_TEXT = "ERROR, WARNING (or WARN), INFO, DEBUG, TRACE or QUIET, in any ASCII case"
 _LOCATION_TEXT = "console, syslog, or a file path"
-_BOOL_TEXT = "true, false, 1 or 0, in any case"
+_BOOL_TEXT = "true, false, 1 or 0, in any ASCII case"
 
 @dataclass
 class Config:
@@ -200,15 +200,18 @@ def parse_positive(name: str, text: str) -> int:
 
 def _parse_seconds(name: str, text: str) -> float:
     """Whole seconds as the runtime takes them, or a decimal (an ncrt extension)."""
-    try:
-        return _seconds(text)
-    except InvalidValue as invalid:
-        raise InvalidValue(str(invalid)) from None
+    return _seconds(text)
+
+
+def _ascii_word(text: str) -> str | None:
+    """``text`` in lower case if it is ASCII, else None: words are compared as ASCII only,
+    so that no look-alike (a dotless ``ı``, a Kelvin sign ``K``) case-maps into a keyword."""
+    return text.lower() if text.isascii() else None
 
 
 def parse_bool(name: str, text: str) -> bool:
-    """``true``/``false``/``1``/``0`` in any case, surrounding whitespace allowed."""
-    word = text.strip().lower()
+    """``true``/``false``/``1``/``0`` in any (ASCII) case, surrounding whitespace allowed."""
+    word = _ascii_word(text.strip())
     if word in _TRUE_WORDS:
         return True
     if word in _FALSE_WORDS:
@@ -217,6 +220,8 @@ def parse_bool(name: str, text: str) -> bool:
 
 
 def _parse_level(name: str, text: str) -> str:
+    if not text.isascii():
+        raise InvalidValue("only ASCII letters are accepted")
     level = text.upper()
     if level == "WARN":
         return "WARNING"
@@ -226,8 +231,9 @@ def _parse_level(name: str, text: str) -> str:
 
 
 def _parse_location(name: str, text: str) -> str:
-    if text.lower() in ("console", "syslog"):
-        return text.lower()
+    word = _ascii_word(text)
+    if word in ("console", "syslog"):
+        return word
     return parse_path(name, text)
 
 
@@ -239,7 +245,7 @@ def parse_path(name: str, text: str) -> str:
 
 def choice(*choices: str) -> Callable[[str, str], str]:
     def parse(name: str, text: str) -> str:
-        word = text.lower()
+        word = _ascii_word(text)
         if word not in choices:
             raise InvalidValue("")
         return word
@@ -336,13 +342,13 @@ CORE_VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "NEURON_RT_EXEC_TIMEOUT",
-        "Execution timeout: a timed-out execution raises ExecTimeoutError and the core is freed; 0 means none (decimals are an ncrt extension)",
+        "Execution timeout: every caller gets ExecTimeoutError after T without progress, even if the model never returns, and the core is freed; 0 means none (decimals are an ncrt extension)",
         f"a number of seconds from 0 to {INT_MAX}, such as 30 or 0.5",
         "30",
         _parse_seconds,
         "exec_timeout",
     ),
-    Variable("NEURON_RT_VALIDATE_HASH", "Refuse a compiled model whose payload does not match its manifest's sha256", _BOOL_TEXT, "false",
+    Variable("NEURON_RT_VALIDATE_HASH", "Refuse a compiled model whose payload does not match its manifest's sha256, or whose manifest does not match its seal", _BOOL_TEXT, "false",
              _parse_bool_variable, "validate_hash"),
     Variable(
         "NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS",

@@ -23,6 +23,7 @@ __all__ = [
     "HashMismatchError",
     "ExecutionError",
     "ExecTimeoutError",
+    "ForeignModelError",
     "QueueFullError",
     "BadInputError",
     "FrameworkMissingError",
@@ -137,6 +138,16 @@ class ExecTimeoutError(ExecutionError, TimeoutError):
     """An execution ran past ``NEURON_RT_EXEC_TIMEOUT``."""
 
     status = NrtStatus.TIMEOUT
+
+
+class ForeignModelError(NcrtError):
+    """A model (or future) used in a process other than the one that loaded it.
+
+    A forked child holds none of its parent's NeuronCores (the Neuron runtime is not
+    fork-safe either): it must load its own models.
+    """
+
+    status = NrtStatus.INVALID_HANDLE
 
 
 class QueueFullError(NcrtError):

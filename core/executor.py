@@ -1,17 +1,35 @@
 """One executor per core: a worker thread that runs one model at a time, FIFO.
 
-A job is one or more calls of one model on one replica (a group of cores). The worker
-of the replica's first core runs it while holding every core of the replica, so models
-sharing a core never run at the same time on it, and a change of model on a core is
-counted as a model switch. ``NEURON_RT_EXEC_TIMEOUT`` is enforced by whoever waits for
-the result: a job that runs too long is abandoned (its thread finishes in the
-background, its result dropped) and the core gets a fresh worker, so the runtime stays
-usable.
+A job is one or more calls of one model on one replica (a group of cores). Whichever
+thread runs it holds every core of the replica while it does, so models sharing a core
+never run at the same time on it, and a change of model on a core is counted as a model
+switch.
 
-Synchronous calls of models that allow it (``Model.inline``) run in the calling thread
-when the core is idle, as ``nrt_execute`` does on real hardware: no thread handoff. A
-:class:`Watchdog` frees the core of an inline call that overruns the timeout, and that
-call's caller receives the timeout error when the call returns.
+``NEURON_RT_EXEC_TIMEOUT`` (T) is a promise to every caller: no call waits longer than T
+without its cores making progress. A job's deadline is T after the later of its
+submission and the last call its replica's cores completed, so a queue of calls that
+each finish in time never times out, while a call stuck behind a runaway one fails at T
+like the runaway itself. Whoever reaches the deadline first — the caller waiting in
+``result()`` or the runtime's :class:`Watchdog` — abandons the job: its cores are freed
+at once (a fresh worker thread takes over the core), its caller gets
+:class:`~ncrt.errors.ExecTimeoutError`, and whatever the runaway call returns later is
+discarded. To keep that promise a model never runs in its caller's thread while a
+timeout applies, since nothing can take a thread back from a call that does not return.
+
+Where a call runs:
+
+- asynchronous calls, and calls that find their core busy, go to the core's worker
+  thread (pinned to the core's host CPUs);
+- a synchronous call on an idle core runs on its caller's :class:`Runner`, a companion
+  thread of the calling thread kept on the caller's CPU; the caller yields the CPU to it
+  a few times before sleeping on the result, and the runner looks for the next call a
+  few times before sleeping, so back-to-back calls cost two thread switches on one CPU
+  and no wake-up from sleep (not two cross-CPU wake-ups);
+- with ``NEURON_RT_EXEC_TIMEOUT=0`` (no timeout, so nothing ever needs abandoning) a
+  synchronous call on an idle core runs in the calling thread itself, as ``nrt_execute``.
+
+Models that must only be touched by one thread (``Model.inline`` False) always run on
+their core's worker.
 """
 
 from __future__ import annotations
@@ -22,19 +40,41 @@ import os
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from .errors import ExecTimeoutError, ExecutionError
+from .errors import ExecTimeoutError, ExecutionError, ForeignModelError
 
 if TYPE_CHECKING:
     from .model import Model
     from .runtime import LocalCore
 
-__all__ = ["CoreCounters", "CoreSlot", "ExecutionFuture", "Job", "CoreExecutor", "Watchdog", "executor_core"]
+__all__ = [
+    "CoreCounters",
+    "CoreSlot",
+    "ExecutionFuture",
+    "Job",
+    "CoreExecutor",
+    "Runner",
+    "Watchdog",
+    "executor_core",
+    "process_generation",
+]
 
 LATENCY_WINDOW = 2048
+RUNNER_YIELDS = 10  # sched_yield()s a caller makes before it sleeps on its runner's result
+RUNNER_LINGER = 3  # sched_yield()s a runner makes, looking for its caller's next call, before it sleeps
+_sched_yield: Callable[[], None] = getattr(os, "sched_yield", lambda: time.sleep(0))
 _thread_state = threading.local()
+_callers = threading.local()
+_generation = [0]  # bumped in a forked child: futures and runners of the parent are dead there
+_callbacks_lock = threading.Lock()  # only done-callbacks take it: the per-call path does not
+
+
+def process_generation() -> int:
+    """A number that changes in every forked child (0 in a process that never forked)."""
+    return _generation[0]
 
 
 def pin_to_cpus(cpus: Sequence[int]) -> None:
@@ -53,7 +93,8 @@ def executor_core() -> int | None:
     """The per-process core index whose executor thread this is, or None in any other thread.
 
     Plugins use it to tell a core's own thread (configured once for the core's CPUs)
-    from a caller's thread running a synchronous call inline.
+    from a thread that runs calls of whatever core its caller asks for (a caller's
+    :class:`Runner`, or the caller itself).
     """
     return getattr(_thread_state, "core", None)
 
@@ -84,8 +125,8 @@ class CoreCounters:
 class CoreSlot:
     """Exclusive use of one core: a lock that records who holds it.
 
-    The executor releases a slot exactly once per job, under its own lock, either when
-    the job finishes or when the job is abandoned after a timeout.
+    ``release(holder)`` does nothing unless ``holder`` holds the slot, so the thread of
+    an abandoned job can never free a slot that another job has taken since.
     """
 
     __slots__ = ("_lock", "holder")
@@ -114,105 +155,157 @@ class ExecutionFuture:
     """The result of a job; ``result()`` enforces the execution timeout.
 
     Completion is signalled by releasing a lock the future was created holding: the
-    cheapest wake-up Python has, since this is on every call's path.
+    cheapest wake-up Python has, since this is on every call's path. Exactly one party
+    settles a future (``_claim``): the thread that ran the job, or whoever abandoned it.
     """
 
-    __slots__ = ("_signal", "_claim", "_finished", "_value", "_error", "_callbacks",
-                 "started_at", "_timeout", "_on_timeout")
+    __slots__ = ("_signal", "_claim", "_finished", "_value", "_error", "_callbacks", "_job", "_generation")
 
-    def __init__(self, timeout: float, on_timeout: Callable[[], ExecTimeoutError]) -> None:
+    def __init__(self) -> None:
         self._signal = threading.Lock()
         self._signal.acquire()
         self._claim = itertools.count()
         self._finished = False
         self._value: Any = None
         self._error: BaseException | None = None
-        self._callbacks: list[Callable[[ExecutionFuture], None]] = []
-        self.started_at: float | None = None
-        self._timeout = timeout
-        self._on_timeout = on_timeout
+        self._callbacks: list[Callable[[ExecutionFuture], None]] | None = None
+        self._job: Job | None = None
+        self._generation = _generation[0]
 
     def done(self) -> bool:
         return self._finished
 
-    def _finish(self, value: Any = None, error: BaseException | None = None) -> None:
-        if next(self._claim):
-            return  # someone else (the worker or a timed-out waiter) finished it first
+    def _take(self) -> bool:
+        """Claim the right to settle this future; True for the first claimant only."""
+        return not next(self._claim)
+
+    def _settle(self, value: Any = None, error: BaseException | None = None) -> None:
+        """Store the outcome and wake the waiters (only after a successful ``_take``)."""
         self._value, self._error = value, error
         self._finished = True
-        for callback in self._callbacks:
-            callback(self)
+        self._job = None  # a settled future keeps its outputs, not its model
         self._signal.release()
+        if self._callbacks is not None:
+            with _callbacks_lock:
+                callbacks, self._callbacks = self._callbacks, []
+            for callback in callbacks:
+                callback(self)
 
     def add_done_callback(self, callback: Callable[[ExecutionFuture], None]) -> None:
-        self._callbacks.append(callback)
-        if self._finished:
-            callback(self)
-
-    def _wait_signal(self, timeout: float | None) -> bool:
-        if self._finished and not self._signal.locked():
-            return True
-        if self._signal.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
-            self._signal.release()  # let other waiters through
-            return True
-        return False
+        """Call ``callback(future)`` once, when the job ends (at once if it has ended)."""
+        with _callbacks_lock:
+            if not self._finished:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(callback)
+                if not self._finished:
+                    return
+                self._callbacks.remove(callback)  # settled meanwhile, maybe without seeing it
+        callback(self)
 
     def _wait(self, timeout: float | None) -> None:
-        if self._timeout <= 0:
-            if not self._wait_signal(timeout):
+        if self._generation != _generation[0]:
+            raise ForeignModelError(
+                "this ExecutionFuture belongs to the process that forked this one; the job runs (or "
+                "ran) there, on cores this process does not hold. Wait for results in that process, "
+                "or load the model in this one"
+            )
+        job = self._job
+        if job is None or job.executor.timeout <= 0:
+            if not self._acquire(timeout):
                 raise TimeoutError(f"no result within {timeout} s")
             return
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._wait_signal(self._wait_step(deadline)):
-            started = self.started_at
+        if job.runner is not None and self._yield_to_runner():
+            return
+        if timeout is None:  # the usual wait: until the earliest possible deadline, in one call
+            first = job.submitted + job.executor.timeout - time.monotonic()
+            if first > 0 and self._acquire(first):
+                return
+        until = None if timeout is None else time.monotonic() + timeout
+        while True:
             now = time.monotonic()
-            if started is not None and now - started >= self._timeout:
-                self._finish(error=self._on_timeout())
-            elif deadline is not None and now >= deadline:
+            deadline = job.executor.deadline(job)
+            if now >= deadline:
+                job.executor.abandon(job)
+            if until is not None and now >= until and not self._finished:
                 raise TimeoutError(f"no result within {timeout} s")
+            step = deadline - now if until is None else min(deadline, until) - now
+            if self._acquire(max(step, 0.0005)):
+                return
 
-    def _wait_step(self, deadline: float | None) -> float:
-        started = self.started_at
-        step = self._timeout if started is None else self._timeout - (time.monotonic() - started)
-        if deadline is not None:
-            step = min(step, deadline - time.monotonic())
-        return max(step, 0.001)
+    def _yield_to_runner(self) -> bool:
+        """Give the CPU to the caller's runner (on this CPU) a few times before sleeping:
+        a short call then ends without a wake-up of this thread. True if it ended."""
+        for _ in range(RUNNER_YIELDS):
+            if self._finished:
+                return True
+            _sched_yield()
+        return self._finished
+
+    def _acquire(self, timeout: float | None) -> bool:
+        if self._signal.acquire(timeout=-1 if timeout is None else timeout):
+            self._signal.release()  # let other waiters through
+            return True
+        return self._finished
 
     def result(self, timeout: float | None = None) -> Any:
-        """The outputs; re-raises the job's error, or ExecTimeoutError past the exec timeout."""
-        self._wait(timeout)
+        """The outputs; re-raises the job's error, or ExecTimeoutError past the exec timeout.
+
+        ``timeout`` bounds this wait only (``TimeoutError``, the job goes on).
+        """
+        if not self._finished:
+            self._wait(timeout)
         if self._error is not None:
             raise self._error
         return self._value
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        self._wait(timeout)
+        if not self._finished:
+            self._wait(timeout)
         return self._error
 
 
 class Job:
-    """Calls of one model on one replica; ``single`` jobs return one output, not a list."""
+    """Calls of one model on one replica; ``single`` jobs return one output, not a list.
 
-    __slots__ = ("model", "calls", "replica", "future", "single")
+    ``submitted`` starts the timeout clock; ``token`` is what the runtime needs to give
+    back (in-flight limits, replica counts) once the job is settled, whoever settles it.
+    """
+
+    __slots__ = ("model", "calls", "replica", "future", "single", "submitted", "executor", "runner", "token")
 
     def __init__(self, model: Model, calls: Sequence[Any], replica: tuple[LocalCore, ...],
-                 future: ExecutionFuture, single: bool = True) -> None:
+                 future: ExecutionFuture, single: bool = True, token: Any = None) -> None:
         self.model, self.calls, self.replica, self.future, self.single = model, calls, replica, future, single
+        self.token = token
+        self.executor: CoreExecutor | None = None
+        self.runner: Runner | None = None
+        self.submitted = time.monotonic()
+        future._job = self
 
 
 class CoreExecutor:
-    """The worker thread of one core, with its queue and counters."""
+    """The worker thread of one core, with its queue, counters and timeout bookkeeping.
+
+    ``progress`` (shared by the runtime's executors, by per-process core index) holds the
+    time each core last completed a call; ``release(job)`` gives back what the runtime
+    reserved for a job once the job is settled.
+    """
 
     def __init__(self, core: LocalCore, slots: Sequence[CoreSlot], counters: Sequence[CoreCounters],
-                 execute: Callable[[Model, Any, LocalCore], Any]) -> None:
+                 execute: Callable[[Model, Any, LocalCore], Any], *, timeout: float = 0.0,
+                 progress: list[float] | None = None, release: Callable[[Job], None] | None = None) -> None:
         self.core = core
+        self.timeout = timeout
         self._slots = slots
         self._counters = counters
         self._execute = execute
+        self._progress = progress if progress is not None else [0.0] * (core.index + 1)
+        self._release = release or (lambda job: None)
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._generation = 0
         self._running: Job | None = None
-        self._inline: dict[Job, float] = {}
+        self._elsewhere: dict[Job, None] = {}  # jobs of this core running on runners or inline
         self._lock = threading.Lock()
         self._start_worker()
 
@@ -226,52 +319,36 @@ class CoreExecutor:
         )
         thread.start()
 
+    # -- placing jobs --------------------------------------------------------------------
+
     def submit(self, job: Job) -> None:
+        """Queue ``job`` for this core's worker thread."""
+        job.executor = self
         self._queue.put(job)
 
     def stop(self) -> None:
         self._queue.put(None)
 
-    def _work(self, generation: int) -> None:
-        _thread_state.core = self.core.index
-        pin_to_cpus(self.core.cpus)
-        while generation == self._generation:
-            job = self._queue.get()
-            if job is None:
-                return
-            self._running = job
-            self._run(job, generation)
-
-    def _run(self, job: Job, generation: int) -> None:
-        cores = [core.index for core in job.replica]
-        for core in cores:
-            self._slots[core].acquire(job)
-        job.future.started_at = start = time.monotonic()
-        self._count_switches(job.model, cores)
-        try:
-            outputs = [self._execute(job.model, call, job.replica[0]) for call in job.calls]
-        except BaseException as error:  # noqa: BLE001 - re-raised to the caller
-            self._finish(job, generation, start, error=self._wrap(job, error))
-        else:
-            self._finish(job, generation, start, value=outputs[0] if job.single else outputs)
-
-    def try_inline(self, job: Job) -> bool:
-        """Run ``job`` in the calling thread when the core is idle, as ``nrt_execute`` does.
+    def try_runner(self, job: Job) -> bool:
+        """Hand ``job`` to the calling thread's :class:`Runner` if the core is idle.
 
         Returns False (and does nothing) when jobs are queued or a core of the replica is
-        busy: the job must then be queued. A :class:`Watchdog` enforces the timeout.
+        busy: the job must then be queued.
         """
+        runner = caller_runner()
+        if not runner.idle or not self._queue.empty() or not self._take_slots(job):
+            return False
+        job.executor, job.runner = self, runner
+        self._elsewhere[job] = None
+        runner.hand(self, job)
+        return True
+
+    def try_inline(self, job: Job) -> bool:
+        """Run ``job`` in the calling thread if the core is idle (only where no timeout applies)."""
         if not self._queue.empty() or not self._take_slots(job):
             return False
-        job.future.started_at = start = time.monotonic()
-        self._inline[job] = start
-        self._count_switches(job.model, [core.index for core in job.replica])
-        try:
-            outputs = [self._execute(job.model, call, job.replica[0]) for call in job.calls]
-        except BaseException as error:  # noqa: BLE001 - re-raised to the caller
-            self._finish_inline(job, start, error=self._wrap(job, error))
-        else:
-            self._finish_inline(job, start, value=outputs[0] if job.single else outputs)
+        job.executor = self
+        self.run_taken(job)
         return True
 
     def _take_slots(self, job: Job) -> bool:
@@ -285,56 +362,86 @@ class CoreExecutor:
             taken.append(slot)
         return True
 
-    def _finish_inline(self, job: Job, start: float, value: Any = None, error: BaseException | None = None) -> None:
-        with self._lock:
-            if self._inline.pop(job, None) is None:
-                return  # the watchdog timed it out: the future holds the timeout error
-            for core in job.replica:
-                self._slots[core.index].release(job)
-        self._count(job, time.monotonic() - start, error)
-        job.future._finish(value, error)
+    # -- running -------------------------------------------------------------------------
 
-    def overdue_inline(self, now: float, timeout: float) -> list[Job]:
-        return [job for job, start in list(self._inline.items()) if now - start >= timeout]
-
-    def abandon_inline(self, job: Job) -> None:
-        """Time out an inline job: free its cores now; its caller gets the error on return."""
-        with self._lock:
-            if self._inline.pop(job, None) is None:
+    def _work(self, generation: int) -> None:
+        _thread_state.core = self.core.index
+        pin_to_cpus(self.core.cpus)
+        while generation == self._generation:
+            job = self._queue.get()
+            if job is None:
                 return
+            if job.future._finished:
+                continue  # abandoned while it waited in the queue
+            self._running = job
             for core in job.replica:
-                self._slots[core.index].release(job)
-            self.counters.timeouts += 1
-        job.future._finish(error=self._timeout_error(job))
+                self._slots[core.index].acquire(job)
+            if job.future._finished:  # abandoned while it waited for a shared core
+                self._free_slots(job)
+                continue
+            self.run_taken(job)
+            if self._running is job:
+                self._running = None
+
+    def run_taken(self, job: Job) -> None:
+        """Run every call of ``job`` in this thread; the job's slots are already held."""
+        start = time.monotonic()
+        self._count_switches(job.model, job.replica)
+        execute, model, core = self._execute, job.model, job.replica[0]
+        try:
+            if job.single:
+                value = execute(model, job.calls[0], core)
+            else:
+                value = []
+                for call in job.calls:
+                    value.append(execute(model, call, core))
+                    self._mark_progress(job.replica, time.monotonic())
+        except BaseException as error:  # noqa: BLE001 - re-raised to the caller
+            self._complete(job, start, error=self._wrap(job, error))
+        else:
+            self._complete(job, start, value=value)
+
+    def _complete(self, job: Job, start: float, value: Any = None, error: BaseException | None = None) -> None:
+        """Settle a job that ran to its end, unless it was abandoned meanwhile."""
+        future = job.future
+        if not future._take():
+            return  # abandoned after its deadline: the caller has had its error; drop the result
+        now = time.monotonic()
+        self._elsewhere.pop(job, None)
+        self._count(job, now - start, error)
+        for core in job.replica:  # one pass: free the slot, note the progress, add the busy time
+            index = core.index
+            self._slots[index].release(job)
+            self._progress[index] = now
+            self._counters[index].busy_seconds += now - start
+        self._release(job)
+        future._settle(value, error)
+
+    def _free_slots(self, job: Job) -> None:
+        for core in job.replica:
+            self._slots[core.index].release(job)
+
+    def _mark_progress(self, replica: tuple[LocalCore, ...], now: float) -> None:
+        progress = self._progress
+        for core in replica:
+            progress[core.index] = now
 
     def _count(self, job: Job, elapsed: float, error: BaseException | None) -> None:
-        """Executions, latency and errors on the replica's first core; busy time on all of them."""
-        counters = self.counters
+        """Executions, latency and errors on the replica's first core (busy time: every core)."""
+        counters = self._counters[self.core.index]
         counters.executions += len(job.calls)
         counters.latencies.append(elapsed)
         if error is not None:
             counters.errors += 1
-        for core in job.replica:
-            self._counters[core.index].busy_seconds += elapsed
 
-    def _count_switches(self, model: Model, cores: list[int]) -> None:
-        for core in cores:
-            counters = self._counters[core]
-            if counters.last_model is not None and counters.last_model != model.uid:
-                counters.model_switches += 1
-            counters.last_model = model.uid
-
-    def _finish(self, job: Job, generation: int, start: float, value: Any = None,
-                error: BaseException | None = None) -> None:
-        elapsed = time.monotonic() - start
-        with self._lock:
-            if generation != self._generation:
-                return  # abandoned after a timeout: the caller has had its error already
-            for core in job.replica:
-                self._slots[core.index].release(job)
-            self._running = None
-        self._count(job, elapsed, error)
-        job.future._finish(value, error)
+    def _count_switches(self, model: Model, replica: tuple[LocalCore, ...]) -> None:
+        uid = model.uid
+        for core in replica:
+            counters = self._counters[core.index]
+            if counters.last_model != uid:
+                if counters.last_model is not None:
+                    counters.model_switches += 1
+                counters.last_model = uid
 
     def _wrap(self, job: Job, error: BaseException) -> BaseException:
         if isinstance(error, ExecutionError):
@@ -348,31 +455,186 @@ class CoreExecutor:
         wrapped.__cause__ = error
         return wrapped
 
-    def abandon(self, job: Job) -> ExecTimeoutError:
-        """Give up on a job past its timeout: free its cores and start a fresh worker."""
-        with self._lock:
-            if self._running is job:
-                self._generation += 1
-                self._running = None
-                for core in job.replica:
-                    self._slots[core.index].release(job)
-                self.counters.timeouts += 1
-                self._start_worker()
-        return self._timeout_error(job)
+    # -- timeouts ------------------------------------------------------------------------
 
-    def _timeout_error(self, job: Job) -> ExecTimeoutError:
+    def deadline(self, job: Job) -> float:
+        """When ``job`` times out: T after its submission or its cores' last progress."""
+        base = job.submitted
+        progress = self._progress
+        for core in job.replica:
+            if progress[core.index] > base:
+                base = progress[core.index]
+        return base + self.timeout
+
+    def overdue(self, now: float) -> list[Job]:
+        """The running jobs of this core that are past their deadline."""
+        running = [self._running, *list(self._elsewhere)]
+        return [job for job in running if job is not None and not job.future._finished
+                and now >= self.deadline(job)]
+
+    def abandon(self, job: Job) -> None:
+        """Give up on ``job`` past its deadline: free its cores now and fail its caller.
+
+        A job still queued is dropped from the queue; a job running on this core's worker
+        leaves that thread to finish in the background while a fresh worker takes over;
+        a job running on a caller's runner retires that runner.
+        """
+        future = job.future
+        if not future._take():
+            return  # it finished (or was abandoned) meanwhile
+        started = self._retire_thread_of(job)
+        self._free_slots(job)
+        self._elsewhere.pop(job, None)
+        self.counters.timeouts += 1
+        self._release(job)
+        future._settle(error=self._timeout_error(job, started))
+
+    def _retire_thread_of(self, job: Job) -> bool:
+        """Stop relying on the thread stuck in ``job``; False if the job never started."""
+        if job.runner is not None:
+            job.runner.retire()
+            return True
+        with self._lock:
+            if self._running is not job:
+                return False
+            self._generation += 1
+            self._running = None
+            self._start_worker()
+        return True
+
+    def _timeout_error(self, job: Job, started: bool) -> ExecTimeoutError:
+        timeout = f"NEURON_RT_EXEC_TIMEOUT={self.timeout:g} s"
+        if started:
+            problem = f"did not finish on NeuronCore NC{self.core.index} within {timeout}"
+        else:
+            problem = (f"waited {timeout} for NeuronCore NC{self.core.index}, busy with other work "
+                       "that made no progress, and never started")
         return ExecTimeoutError(
-            f"model {job.model.name!r} did not finish on NeuronCore NC{self.core.index} within "
-            f"NEURON_RT_EXEC_TIMEOUT={job.future._timeout:g} s; the core was reset and stays usable",
+            f"model {job.model.name!r} {problem}; the core was reset and stays usable, "
+            "the late result (if any) is discarded",
             core=self.core.index,
         )
 
 
-class Watchdog:
-    """Times out inline executions that run past ``NEURON_RT_EXEC_TIMEOUT``.
+# --------------------------------------------------------------------------- runners
 
-    One daemon thread per runtime, started on the first inline execution, scanning the
-    executors a few times per timeout period; it costs the per-call path nothing.
+_sched_getcpu: Callable[[], int] | None | bool = False  # False: not looked up yet
+
+
+def _current_cpu() -> int | None:
+    """The CPU the calling thread runs on (``sched_getcpu``), or None where unknown."""
+    global _sched_getcpu
+    if _sched_getcpu is False:
+        try:
+            import ctypes
+
+            _sched_getcpu = ctypes.CDLL(None, use_errno=True).sched_getcpu
+        except (ImportError, OSError, AttributeError):
+            _sched_getcpu = None
+    if _sched_getcpu is None:
+        return None
+    cpu = _sched_getcpu()
+    return cpu if cpu >= 0 else None
+
+
+class Runner:
+    """A companion thread of one caller thread: it runs that caller's synchronous calls.
+
+    The caller waits for the result with its deadline, so a call that never returns
+    costs the caller T, not its thread; the runner stuck in it is then retired and the
+    caller gets a new one. The runner follows the caller's CPU (its affinity is set to
+    the CPU the caller last ran on), as the call would have run there inline.
+    """
+
+    __slots__ = ("_queue", "retired", "_thread", "_cpu", "_last", "__weakref__")
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[CoreExecutor, Job] | None] = queue.SimpleQueue()
+        self.retired = False
+        self._cpu: int | None = None
+        self._last: ExecutionFuture | None = None  # the future of the job handed last
+        self._thread = threading.Thread(target=self._loop, name="ncrt-runner", daemon=True)
+        self._thread.start()
+
+    @property
+    def idle(self) -> bool:
+        """Whether every call handed to this runner has ended (a caller may hand several
+        jobs before waiting, as ``run_many(asynchronous=False)`` does; only the first of
+        them goes to the runner)."""
+        last = self._last
+        return last is None or last._finished
+
+    def hand(self, executor: CoreExecutor, job: Job) -> None:
+        """Run ``job`` (whose slots the caller took) on this runner."""
+        cpu = _current_cpu()
+        if cpu is not None and cpu != self._cpu:
+            self._follow(cpu)
+        self._last = job.future
+        self._queue.put((executor, job))
+
+    def _follow(self, cpu: int) -> None:
+        try:
+            os.sched_setaffinity(self._thread.native_id, (cpu,))
+        except (AttributeError, OSError, TypeError, ValueError):
+            pass
+        self._cpu = cpu
+
+    def retire(self) -> None:
+        """Stop taking calls (the runner is stuck in one): the caller makes a new runner."""
+        self.retired = True
+        self._queue.put(None)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._next()
+            if item is None or self.retired:
+                return
+            executor, job = item
+            executor.run_taken(job)
+            del item, executor, job  # hold no model while waiting for the next call
+
+    def _next(self) -> tuple[CoreExecutor, Job] | None:
+        """The next call: looked for a few times, yielding the CPU in between, before sleeping.
+
+        A caller making calls back to back hands the next one over while this thread is
+        still awake on its CPU, so neither thread pays a wake-up from sleep.
+        """
+        queue_ = self._queue
+        for _ in range(RUNNER_LINGER):
+            try:
+                return queue_.get_nowait()
+            except queue.Empty:
+                _sched_yield()
+        return queue_.get()
+
+
+class _CallerToken:
+    """Lives in the caller thread's locals; when the thread ends, its runner stops."""
+
+    __slots__ = ("__weakref__",)
+
+
+def caller_runner() -> Runner:
+    """The calling thread's :class:`Runner`, started on first use (and after a retirement)."""
+    runner = getattr(_callers, "runner", None)
+    if runner is None or runner.retired or _callers.generation != _generation[0]:
+        runner = Runner()
+        token = _CallerToken()
+        weakref.finalize(token, runner._queue.put, None)
+        _callers.runner, _callers.token, _callers.generation = runner, token, _generation[0]
+    return runner
+
+
+# --------------------------------------------------------------------------- watchdog
+
+
+class Watchdog:
+    """Abandons running jobs past their deadline, whether or not anyone waits for them.
+
+    Callers waiting in ``result()`` enforce their own deadline exactly; this thread frees
+    cores held by jobs nobody waits for (fire-and-forget submissions, callbacks), so the
+    core serves other models. One daemon thread per runtime, started on the first job,
+    scanning every ``min(1 s, T/20)``; it costs the per-call path nothing.
     """
 
     def __init__(self, executors: Callable[[], Sequence[CoreExecutor]], timeout: float) -> None:
@@ -380,19 +642,33 @@ class Watchdog:
         self._timeout = timeout
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def period(self) -> float:
+        return min(max(self._timeout / 20, 0.005), 1.0)
 
     def ensure_started(self) -> None:
         if self._thread is None and self._timeout > 0:
-            self._thread = threading.Thread(target=self._scan, name="ncrt-watchdog", daemon=True)
-            self._thread.start()
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._scan, name="ncrt-watchdog", daemon=True)
+                    self._thread.start()
 
     def _scan(self) -> None:
-        period = min(max(self._timeout / 4, 0.01), 1.0)
-        while not self._stopped.wait(period):
+        while not self._stopped.wait(self.period):
             now = time.monotonic()
             for executor in self._executors():
-                for job in executor.overdue_inline(now, self._timeout):
-                    executor.abandon_inline(job)
+                for job in executor.overdue(now):
+                    executor.abandon(job)
 
     def stop(self) -> None:
         self._stopped.set()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of its parent's threads: mark everything of theirs dead."""
+    _generation[0] += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

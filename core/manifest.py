@@ -3,8 +3,15 @@
 A compiled model is a framework artifact plus this JSON manifest: framework, compiled
 batch size and batch dimension, input/output signature, the cores it needs
 (``--neuroncore-pipeline-cores``), whether dynamic batching is allowed, the target
-architecture and the sha256 of the payload, checked on load when
-``NEURON_RT_VALIDATE_HASH`` is true.
+architecture and the sha256 of the payload.
+
+A manifest read from anywhere is checked against its schema
+(:mod:`ncrt.manifest_schema`) before it is used: a damaged or edited one raises
+:class:`~ncrt.errors.ModelLoadError` naming where it came from and what is wrong.
+Format 2 manifests are *sealed*: ``seal`` is the sha256 of the manifest's own content,
+so that with ``NEURON_RT_VALIDATE_HASH=true`` the check covers the manifest as well as
+the payload (``sha256``). Format 1 manifests (no seal) are still read; their check
+covers the payload only.
 """
 
 from __future__ import annotations
@@ -14,11 +21,13 @@ import json
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 from .errors import BadInputError, HashMismatchError, ModelLoadError
+from .manifest_schema import manifest_problem
 
 __all__ = [
+    "FORMAT_VERSION",
     "MANIFEST_NAME",
     "Manifest",
     "parse_compiler_args",
@@ -28,12 +37,16 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "ncrt-manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
 class Manifest:
-    """What ncrt knows about a compiled model."""
+    """What ncrt knows about a compiled model.
+
+    ``seal`` is set on manifests read back from JSON (``to_json`` computes it); ``origin``
+    says where a manifest was read from, for error messages.
+    """
 
     framework: str
     batch_size: int | None = None
@@ -47,17 +60,44 @@ class Manifest:
     compiler_args: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    seal: str | None = field(default=None, compare=False, repr=False)
+    origin: ClassVar[str | None] = None
+
+    def content(self) -> dict[str, Any]:
+        """The fields the seal covers: every field but the seal itself."""
+        data = asdict(self)
+        data.pop("seal")
+        return data
+
+    def content_digest(self) -> str:
+        """The sha256 of :meth:`content` in canonical JSON: what ``seal`` must be."""
+        canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        """The manifest as format 2 JSON, sealed over its content."""
+        data = self.content()
+        data["format_version"] = FORMAT_VERSION
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        data["seal"] = hashlib.sha256(canonical.encode()).hexdigest()
+        return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Manifest:
+    def from_json(cls, text: str | bytes, source: str | Path | None = None) -> Manifest:
+        """Parse and check a manifest; ``source`` (a path, an archive entry) names it in errors."""
+        where = f"the ncrt manifest of {source}" if source is not None else "an ncrt manifest"
         try:
             data = json.loads(text)
-            return cls(**data)
-        except (ValueError, TypeError) as error:
-            raise ModelLoadError(f"unreadable ncrt manifest: {error}") from None
+        except RecursionError:
+            raise ModelLoadError(f"{where} is not readable: JSON nested too deeply") from None
+        except ValueError as error:
+            raise ModelLoadError(f"{where} is not readable: {error}") from None
+        problem = manifest_problem(data)
+        if problem:
+            raise ModelLoadError(f"{where} is not valid: {problem}; recompile the model with ncrt")
+        manifest = cls(**data)
+        manifest.origin = str(source) if source is not None else None
+        return manifest
 
     def write(self, directory: str | Path) -> Path:
         path = Path(directory) / MANIFEST_NAME
@@ -69,11 +109,15 @@ class Manifest:
         path = Path(directory) / MANIFEST_NAME
         if not path.is_file():
             raise ModelLoadError(f"{directory} has no {MANIFEST_NAME}: not an ncrt-compiled model")
-        return cls.from_json(path.read_text())
+        try:
+            text = path.read_bytes()
+        except OSError as error:
+            raise ModelLoadError(f"the ncrt manifest {path} is not readable: {error}") from None
+        return cls.from_json(text, source=path)
 
 
 def _pipeline_value(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise BadInputError(
             f"--neuroncore-pipeline-cores={text!r} is not valid; accepted: a whole number >= 1"
         )
@@ -135,19 +179,27 @@ def verify_payload(manifest: Manifest, payload: bytes | str | Path | Iterable[st
 
 def check_digest(manifest: Manifest, digest: Callable[[], str],
                  fix: str = "recompile it with ncrt") -> None:
-    """Compare the manifest's sha256 with ``digest()`` (a plugin's own way of hashing its payload).
+    """Check a manifest's seal, then compare its sha256 with ``digest()`` (a plugin's own
+    way of hashing its payload).
 
-    Raise HashMismatchError when the manifest has no sha256 (``fix`` says how to get one)
-    or when they differ.
+    Raise HashMismatchError when the manifest has no sha256 (``fix`` says how to get one),
+    when its content does not match its seal (it was edited or damaged), or when the
+    payload's digest differs.
     """
+    where = f" ({manifest.origin})" if manifest.origin else ""
     if not manifest.sha256:
         raise HashMismatchError(
-            f"NEURON_RT_VALIDATE_HASH=true but the model's manifest carries no sha256; "
+            f"NEURON_RT_VALIDATE_HASH=true but the model's manifest{where} carries no sha256; "
             f"{fix}, or set NEURON_RT_VALIDATE_HASH=false"
+        )
+    if manifest.seal is not None and manifest.seal != manifest.content_digest():
+        raise HashMismatchError(
+            f"the compiled model's manifest{where} was changed after it was written: its content does "
+            f"not match its seal {manifest.seal[:16]}... (NEURON_RT_VALIDATE_HASH=true); {fix}"
         )
     actual = digest()
     if actual != manifest.sha256:
         raise HashMismatchError(
             f"compiled model payload is corrupted: sha256 {actual[:16]}... does not match "
-            f"the manifest's {manifest.sha256[:16]}... (NEURON_RT_VALIDATE_HASH=true)"
+            f"the manifest's {manifest.sha256[:16]}...{where} (NEURON_RT_VALIDATE_HASH=true)"
         )

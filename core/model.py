@@ -32,13 +32,13 @@ class Model:
 
     ``payload`` is the framework object (a ScriptModule, a SavedModel function, an MXNet
     symbol and parameters, a callable). ``replicas`` is the plugin's own per-core state
-    (keyed by per-process core index). ``inline``: synchronous calls may run in the
-    caller's thread while it holds the core (set it False for frameworks whose objects
-    must only be touched by one thread, like MXNet executors).
+    (keyed by per-process core index). ``inline``: synchronous calls may run outside the
+    core's own executor thread, on the caller's runner (set it False for frameworks whose
+    objects must only be touched by one thread, like MXNet executors).
 
     ``runner(model, inputs, core)`` runs the model on one core, in that core's executor
-    thread (or inline in a caller's thread): the loading plugin hands it over with the
-    model, so the runtime never asks the plugins again on the per-call path. The default,
+    thread (or on the caller's runner): the loading plugin hands it over with the model,
+    so the runtime never asks the plugins again on the per-call path. The default,
     :func:`call_payload`, calls the payload with the positional inputs.
     """
 
@@ -143,8 +143,8 @@ class LoadedModel:
                  asynchronous: bool = True) -> ExecutionFuture:
         """Several calls as one job on one replica; outputs come back as a list.
 
-        ``asynchronous=False`` lets the job run in the calling thread when the replica's
-        cores are idle (and the model allows it); the future is then already done.
+        ``asynchronous=False`` makes it a synchronous job: on idle cores it runs on the
+        calling thread's runner (see :mod:`ncrt.executor`) instead of the core's queue.
         """
         return self.runtime.submit(self, calls, replica, single=False, is_async=asynchronous)
 
@@ -163,6 +163,15 @@ class LoadedModel:
         was doing when the collector ran.
         """
         self.runtime.unload_later(self)
+
+    def __reduce__(self) -> Any:
+        from .errors import ForeignModelError
+
+        raise ForeignModelError(
+            f"model {self.name!r} cannot be sent to another process (pickled): it runs on the "
+            f"NeuronCores of process {self.runtime.pid}, which loaded it. Load the model in the "
+            "process that runs it"
+        )
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import BadInputError
+from .manifest_schema import declare_extra, mapping, texts
 
 __all__ = [
     "CompilerFlags",
@@ -87,6 +88,9 @@ class CompilerFlags:
     def record(self) -> dict[str, Any]:
         """The manifest's record of the options ncrt ignored or did not know."""
         return {"ignored_compiler_options": dict(self.ignored), "unknown_compiler_options": list(self.unknown)}
+
+
+declare_extra({"ignored_compiler_options": mapping, "unknown_compiler_options": texts})
 
 
 def flag_list(value: str | Sequence[Any] | Mapping[str, Any] | None) -> list[str]:

@@ -13,7 +13,6 @@ Registered as a built-in plugin.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .hookspecs import hookimpl
 from .stash import StashKey
+from .statefiles import private_dir, read_process_records, write_private_atomically
 
 if TYPE_CHECKING:
     from .model import LoadedModel
@@ -30,20 +30,13 @@ __all__ = ["ProcessRecord", "build_record", "publish", "read_records", "records_
 
 
 def records_dir(state_dir: Path) -> Path:
-    path = Path(state_dir) / "procs"
-    path.mkdir(mode=0o700, exist_ok=True)
-    return path
+    """``<state dir>/procs``, created if missing; a planted link or file there is refused."""
+    return private_dir(Path(state_dir) / "procs")
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never a part.
-
-    The temporary name carries the thread id as well as the pid, so two threads writing
-    the same file never share a temporary file.
-    """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never a part."""
+    write_private_atomically(path, text)
 
 
 def build_record(runtime: Runtime) -> dict[str, Any]:
@@ -94,15 +87,12 @@ def publish(runtime: Runtime) -> None:
 
 
 def read_records(state_dir: Path) -> dict[int, dict[str, Any]]:
-    """Every readable record by pid (alive or not: check against the core locks)."""
-    records: dict[int, dict[str, Any]] = {}
-    folder = Path(state_dir) / "procs"
-    for path in folder.glob("*.json") if folder.is_dir() else ():
-        try:
-            records[int(path.stem)] = json.loads(path.read_text())
-        except (ValueError, OSError):
-            continue
-    return records
+    """Every sound record by pid (alive or not: check against the core locks).
+
+    Hardened (:func:`ncrt.statefiles.read_process_records`): a bad record is skipped with
+    one warning naming it; a planted ``procs`` link is refused.
+    """
+    return read_process_records(Path(state_dir) / "procs")
 
 
 @hookimpl

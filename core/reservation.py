@@ -34,6 +34,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import stat
 import sys
 import threading
@@ -45,6 +46,7 @@ from typing import TYPE_CHECKING, Iterator, NamedTuple
 
 from .coreset import format_cores, runs
 from .errors import CoresUnavailableError, StateDirError
+from .statefiles import file_kind
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -68,6 +70,8 @@ ALLOC_LOCK_FILE = "alloc.lock"
 _COMMAND_LIMIT = 1000
 _SHOWN_COMMAND_LIMIT = 240
 _FIX_HINT = "set NCRT_STATE_DIR to a directory of your own (ncrt creates it with mode 0700)"
+_PLANTED_HINT = f"remove it (ncrt recreates its lock files), or {_FIX_HINT}"
+_CORE_LOCK = re.compile(r"core-([0-9]{1,6})\.lock")
 
 
 class Holder(NamedTuple):
@@ -146,6 +150,10 @@ def _open_private(path: Path, flags: int) -> int | None:
     except OSError as error:
         if error.errno == errno.ELOOP:
             _refuse(path, "is a symbolic link; ncrt never follows links in its state directory")
+        if error.errno == errno.EISDIR:
+            _refuse(path, "is a directory, not a lock file", _PLANTED_HINT)
+        if error.errno in (errno.ENXIO, errno.EOPNOTSUPP):
+            _refuse(path, "is a socket or device, not a lock file", _PLANTED_HINT)
         raise
     info = os.fstat(fd)
     if info.st_uid != os.geteuid():
@@ -153,7 +161,7 @@ def _open_private(path: Path, flags: int) -> int | None:
         _refuse(path, f"is owned by uid {info.st_uid}, not by this user (uid {os.geteuid()})")
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        _refuse(path, "is not a regular file")
+        _refuse(path, f"is {file_kind(info.st_mode)}, not a regular file", _PLANTED_HINT)
     return fd
 
 
@@ -171,7 +179,7 @@ def _read_holder(fd: int) -> Holder:
     try:
         record = json.loads(os.pread(fd, 65536, 0).decode("utf-8"))
         return Holder(int(record["pid"]), str(record["command"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return Holder(0, "unknown")
 
 
@@ -246,7 +254,7 @@ def _read_fingerprint(state_dir: Path) -> str | None:
         return None
     try:
         return str(json.loads(os.pread(fd, 65536, 0).decode("utf-8"))["fingerprint"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     finally:
         os.close(fd)
@@ -268,9 +276,10 @@ def _live_holders(state_dir: Path) -> dict[int, Holder]:
     """Every core of any topology held right now in this state directory."""
     holders = {}
     for path in sorted(state_dir.glob("core-*.lock")):
-        holder = _probe(path)
+        match = _CORE_LOCK.fullmatch(path.name)
+        holder = _probe(path) if match else None
         if holder is not None:
-            holders[int(path.stem.split("-")[1])] = holder
+            holders[int(match.group(1))] = holder
     return holders
 
 

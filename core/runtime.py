@@ -12,6 +12,7 @@ import atexit
 import os
 import queue
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import pluggy
 
 from .config import Config, blocked_plugins, check_against_topology, parse_config
-from .errors import ModelLoadError, PlacementError, QueueFullError
+from .errors import ForeignModelError, ModelLoadError, PlacementError, QueueFullError
 from .executor import CoreCounters, CoreExecutor, CoreSlot, ExecutionFuture, Job, Watchdog
 from .logs import configure_logging, get_logger
 from .manager import plugin_manager, variable_table
@@ -29,9 +30,12 @@ from .reservation import Reservation, command_line, default_state_dir
 from .stash import Stash
 from .topology import Core, Topology
 
-__all__ = ["LocalCore", "Runtime", "get_runtime", "reset_runtime", "current_runtime"]
+__all__ = ["LocalCore", "Runtime", "Tokens", "get_runtime", "reset_runtime", "current_runtime"]
 
 log = get_logger("NRT")
+
+# Every runtime of this process, so a forked child can mark its parent's as foreign.
+_LIVE_RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,12 @@ class Runtime:
         self.table = PlacementTable(len(self.cores))
         self.counters = [CoreCounters() for _ in self.cores]
         self._slots = [CoreSlot() for _ in self.cores]
+        self._progress = [0.0] * len(self.cores)  # when each core last completed a call
         self._executors: dict[int, CoreExecutor] = {}
         self._executors_lock = threading.Lock()
         self._watchdog = Watchdog(lambda: list(self._executors.values()), self.config.exec_timeout)
         self.inflight_limit = self.config.max_inflight(len(self.cores))
+        self._block_when_full = self.config.queue_full == "block"
         self._inflight = Tokens(self.inflight_limit)
         async_limit = self.config.async_exec_max_inflight_requests
         self._async_slots = [Tokens(async_limit) for _ in self.cores] if async_limit else None
@@ -92,6 +98,8 @@ class Runtime:
         self.pid = os.getpid()
         self.command = command_line()
         self.stash = Stash()  # plugins' per-runtime state, under their own StashKeys
+        self.forked = False  # True in a forked child: these cores are the parent's
+        _LIVE_RUNTIMES.add(self)
         log.info("reserved %s of %s", [c.global_index for c in self.cores], self.topology.fingerprint())
         self.pm.hook.ncrt_runtime_started(runtime=self)
 
@@ -103,8 +111,9 @@ class Runtime:
         """Load ``artifact`` through the plugins and place it (see :meth:`place`)."""
         model = self.pm.hook.ncrt_load(artifact=artifact, config=self.config)
         if model is None:
+            shown = f"{artifact!r}" if isinstance(artifact, (str, os.PathLike)) else f"{artifact!r:.80}"
             raise ModelLoadError(
-                f"no ncrt plugin can load {type(artifact).__name__} {artifact!r:.80}; accepted: a "
+                f"no ncrt plugin can load {type(artifact).__name__} {shown}; accepted: a "
                 "callable, an ncrt-compiled model directory, or a framework model of an installed plugin"
             )
         if name:
@@ -171,8 +180,12 @@ class Runtime:
             with self._executors_lock:
                 executor = self._executors.get(index)
                 if executor is None:
-                    executor = CoreExecutor(self.cores[index], self._slots, self.counters, self._execute)
+                    executor = CoreExecutor(
+                        self.cores[index], self._slots, self.counters, self._execute,
+                        timeout=self.config.exec_timeout, progress=self._progress, release=self._release,
+                    )
                     self._executors[index] = executor
+                    self._watchdog.ensure_started()
         return executor
 
     @staticmethod
@@ -181,7 +194,7 @@ class Runtime:
         return model.runner(model, inputs, core)
 
     def _admit(self, tokens: Tokens, what: str, limit: int) -> None:
-        if tokens.take(block=self.config.queue_full == "block"):
+        if tokens.take(block=self._block_when_full):
             return
         raise QueueFullError(
             f"{limit} {what} are already in flight; wait for results, raise the limit, or set "
@@ -190,27 +203,43 @@ class Runtime:
 
     def submit(self, loaded: LoadedModel, calls: Sequence[Any], replica: int | None = None,
                single: bool = True, is_async: bool = False) -> ExecutionFuture:
-        """Queue ``calls`` of ``loaded`` on one replica's first core; return the future."""
-        if loaded.unloaded:
-            raise ModelLoadError(f"model {loaded.name!r} was unloaded")
-        self._admit(self._inflight, "inferences (NEURON_MAX_NUM_INFERS)", self.inflight_limit)
+        """Run ``calls`` of ``loaded`` as one job on one replica; return the future.
+
+        A synchronous job on an idle replica runs on the caller's runner (or, with no
+        timeout, in the caller's thread); any other job is queued to the replica's first core.
+        """
+        if loaded.unloaded or self.forked:
+            raise self._unusable(loaded)
+        if not self._inflight.take(self._block_when_full):
+            self._admit(self._inflight, "inferences (NEURON_MAX_NUM_INFERS)", self.inflight_limit)
         index = loaded.acquire_replica(replica)
         cores = loaded.replicas[index]
-        executor = self.executor(cores[0].index)
+        executor = self._executors.get(cores[0].index) or self.executor(cores[0].index)
         try:
             async_slot = self._async_slot(cores[0].index) if is_async else None
         except QueueFullError:
             loaded.release_replica(index)
             raise
-        future = ExecutionFuture(self.config.exec_timeout, lambda: executor.abandon(job))
-        job = Job(loaded.model, calls, cores, future, single)
-        future.add_done_callback(lambda _: self._release(loaded, index, async_slot))
+        future = ExecutionFuture()
+        job = Job(loaded.model, calls, cores, future, single, token=(loaded, index, async_slot))
         if not is_async and loaded.model.inline:
-            self._watchdog.ensure_started()
-            if executor.try_inline(job):
+            if self.config.exec_timeout > 0:
+                if executor.try_runner(job):
+                    return future
+            elif executor.try_inline(job):
                 return future
         executor.submit(job)
         return future
+
+    def _unusable(self, loaded: LoadedModel) -> Exception:
+        if not self.forked:
+            return ModelLoadError(f"model {loaded.name!r} was unloaded")
+        return ForeignModelError(
+            f"model {loaded.name!r} was loaded by process {self.pid}, but this is process {os.getpid()}, "
+            "forked from it: a forked child holds none of its parent's NeuronCores and cannot run its "
+            "models. Load the model in the child, after the fork (or start children with "
+            "multiprocessing's 'spawn' method and load it there)"
+        )
 
     def _async_slot(self, core: int) -> Tokens | None:
         if self._async_slots is None:
@@ -224,7 +253,9 @@ class Runtime:
             raise
         return slot
 
-    def _release(self, loaded: LoadedModel, index: int, async_slot: Tokens | None) -> None:
+    def _release(self, job: Job) -> None:
+        """Give back what :meth:`submit` reserved for ``job`` (called once it is settled)."""
+        loaded, index, async_slot = job.token
         loaded.release_replica(index)
         self._inflight.give()
         if async_slot is not None:
@@ -262,17 +293,37 @@ class Runtime:
 
 
 class Tokens:
-    """A counting limit on the per-call path: a C-level queue of tokens (cheaper than a
-    ``threading.Semaphore``, which is written in Python)."""
+    """A counting limit on the per-call path, O(1) in memory whatever the count.
 
-    __slots__ = ("_queue",)
+    Up to :attr:`QUEUED` tokens live in a C-level queue (cheaper than a
+    ``threading.Semaphore``, which is written in Python); the rest of a large count is
+    a plain number, drawn from only when the queue runs dry. A blocked taker waits on
+    the queue, and a token given back goes to the queue whenever it is short.
+    """
+
+    QUEUED = 256
+
+    __slots__ = ("_queue", "_spare", "_lock")
 
     def __init__(self, count: int) -> None:
         self._queue: queue.SimpleQueue[None] = queue.SimpleQueue()
-        for _ in range(count):
+        queued = min(count, self.QUEUED)
+        for _ in range(queued):
             self._queue.put(None)
+        self._spare = count - queued
+        self._lock = threading.Lock()
 
     def take(self, block: bool) -> bool:
+        try:
+            self._queue.get(block=False)
+            return True
+        except queue.Empty:
+            pass
+        if self._spare:
+            with self._lock:
+                if self._spare:
+                    self._spare -= 1
+                    return True
         try:
             self._queue.get(block=block)
         except queue.Empty:
@@ -280,6 +331,10 @@ class Tokens:
         return True
 
     def give(self) -> None:
+        if self._queue.qsize() >= self.QUEUED:
+            with self._lock:
+                self._spare += 1
+            return
         self._queue.put(None)
 
 
@@ -312,8 +367,12 @@ def reset_runtime() -> None:
 
 
 def _forget_in_child() -> None:
-    """A forked child holds none of its parent's cores: it starts with no runtime."""
+    """A forked child holds none of its parent's cores: it starts with no runtime, and
+    the runtimes it inherited refuse to run (their models name the parent's pid)."""
     global _runtime, _runtime_lock
+    for runtime in list(_LIVE_RUNTIMES):
+        runtime.forked = True
+        runtime.closed = True
     _runtime = None
     _runtime_lock = threading.Lock()
 

@@ -169,14 +169,17 @@ def _with_manifest(sym: Any, manifest: Manifest) -> Any:
     return compiled
 
 
-def compiled_manifest(sym: Any) -> Manifest | None:
-    """The manifest ``compile`` attached to ``sym``; None for a symbol ncrt did not compile."""
+def compiled_manifest(sym: Any, source: str | None = None) -> Manifest | None:
+    """The manifest ``compile`` attached to ``sym``; None for a symbol ncrt did not compile.
+
+    ``source`` (the symbol file) names it in errors."""
     for attrs in sym.attr_dict().values():
         if MANIFEST_ATTR in attrs:
-            return Manifest.from_json(attrs[MANIFEST_ATTR])
+            return Manifest.from_json(attrs[MANIFEST_ATTR],
+                                      source=source or f"the {MANIFEST_ATTR} attribute of the symbol")
     return None
 
 
-def manifest_of(sym: Any) -> Manifest:
+def manifest_of(sym: Any, source: str | None = None) -> Manifest:
     """The manifest ``compile`` attached to ``sym``, or a 1-core manifest for a plain symbol."""
-    return compiled_manifest(sym) or Manifest(framework=FRAMEWORK)
+    return compiled_manifest(sym, source) or Manifest(framework=FRAMEWORK)

@@ -60,7 +60,8 @@ def configure_thread_defaults(environ: dict[str, str] | None = None) -> None:
     environ = os.environ if environ is None else environ
     cpus = len(host_cpus())
     environ.setdefault("MXNET_CPU_WORKER_NTHREADS", str(cpus))
-    workers = int(environ["MXNET_CPU_WORKER_NTHREADS"]) if environ["MXNET_CPU_WORKER_NTHREADS"].isdigit() else cpus
+    given = environ["MXNET_CPU_WORKER_NTHREADS"]
+    workers = int(given) if given.isascii() and given.isdigit() else cpus
     environ.setdefault("MXNET_OMP_MAX_THREADS", str(max(1, cpus // max(1, workers))))
 
 

@@ -11,6 +11,7 @@ from ncrt.errors import ModelLoadError
 from ncrt.hookspecs import hookimpl
 from ncrt.imports import ModuleHook
 from ncrt.manifest import Manifest, verify_payload
+from ncrt.manifest_schema import declare_extra, mapping
 from ncrt.model import Model
 
 from .compat import MX_NEURON_HOOK, MXNET_HOOK, enable
@@ -37,6 +38,8 @@ def _checkpoint_prefix(artifact: Any) -> tuple[str, int] | None:
     return prefix, epochs[-1]
 
 
+declare_extra({"compile_args": mapping})
+
 @hookimpl
 def ncrt_load(artifact: Any, config: Config) -> Model | None:
     """An MXNet checkpoint prefix (``prefix-symbol.json`` + ``prefix-NNNN.params``, latest epoch)."""
@@ -44,7 +47,10 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
     if found is None:
         return None
     sym, args, aux = enable().model.load_checkpoint(*found)
-    manifest = manifest_of(sym)
+    manifest = manifest_of(sym, source=f"{found[0]}-symbol.json")
+    if manifest.framework != FRAMEWORK:
+        raise ModelLoadError(f"the ncrt manifest of {found[0]}-symbol.json names framework {manifest.framework!r}, "
+                             "but the file is an MXNet checkpoint; recompile the model with ncrt")
     if config.validate_hash:
         verify_payload(manifest, params_digest(weights_of(args, {i["name"] for i in manifest.inputs}), aux), True)
     payload = SymbolPayload(sym, args, aux, manifest)
@@ -64,7 +70,7 @@ def ncrt_read_manifest(path: str) -> Manifest | None:
     for node in nodes:
         text = (node.get("attrs") or {}).get(MANIFEST_ATTR)
         if text:
-            return Manifest.from_json(text)
+            return Manifest.from_json(text, source=str(symbol_file))
     return Manifest(framework=FRAMEWORK)
 
 

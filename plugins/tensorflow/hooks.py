@@ -10,12 +10,24 @@ from ncrt.config import Variable, parse_positive
 from ncrt.hookspecs import hookimpl
 from ncrt.imports import ModuleHook
 from ncrt.manifest import Manifest, verify_payload
+from ncrt.manifest_schema import (
+    MAX_CORES,
+    count_map,
+    declare_extra,
+    fraction,
+    int_in,
+    mapping,
+    text,
+    text_map,
+    texts,
+)
 from ncrt.model import Model
 
 from .commands import add_auto_multicore_arguments, run_auto_multicore
 from .compat import patch_tensorflow, patch_tf_keras, tensorflow_neuron_module
 from .compile import TracedModel, embedded_manifest, is_compiled_dir, load_payload, model_name, read_manifest
 from .execute import CC_FLAGS_VARIABLE, ENTRY, FRAMEWORK, INTER_OP_VARIABLE, INTRA_OP_VARIABLE, TFPayload, run_on_core
+from .placement import AUTO_MULTICORE_KEY
 
 if TYPE_CHECKING:
     from ncrt.config import Config, VariableTable
@@ -25,6 +37,12 @@ __all__: list[str] = []
 
 # -- hooks --------------------------------------------------------------------------------
 
+
+declare_extra({
+    AUTO_MULTICORE_KEY: int_in(1, MAX_CORES), "input_aliases": text_map, "output_kind": text,
+    "output_names": texts, "source": text, "input_structure": mapping, "operator_count": count_map,
+    "on_neuron_ratio": fraction, "ignored_compile_options": mapping,
+})
 
 @hookimpl
 def ncrt_load(artifact: Any, config: Config) -> Model | None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from ncrt.cli import positive_milliseconds, positive_seconds
 from ncrt.errors import BadInputError, ModelLoadError
 from ncrt.hookspecs import hookimpl
 from ncrt.parallel import DataParallelRunner
@@ -85,7 +86,7 @@ class BenchResult:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.update(data.pop("point"))
-        data["ratio"] = float(f"{self.ratio:.4g}")  # 4 significant figures, however small
+        data["ratio"] = float(f"{self.ratio:.6g}")  # significant digits: ratios far below 1 keep their precision
         return data
 
 
@@ -482,8 +483,8 @@ def ncrt_add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--replicas", type=_int_list, help="replica counts (default: 1 and as many as fit)")
     parser.add_argument("--threads", type=_int_list, help="feeding threads (default: 1 and 2 x replicas)")
     parser.add_argument("--dynamic", choices=("on", "off", "both"), default="on", help="dynamic batching")
-    parser.add_argument("--duration", type=float, default=1.0, help="seconds per point (default 1)")
-    parser.add_argument("--latency-budget-ms", type=float, help="pick the best throughput with p99 within this")
+    parser.add_argument("--duration", type=positive_seconds, default=1.0, help="seconds per point (default 1)")
+    parser.add_argument("--latency-budget-ms", type=positive_milliseconds, help="pick the best throughput with p99 within this")
     parser.add_argument("--plot", metavar="FILE.png", help="draw throughput against p99 latency")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument("--input-shape", type=_shape, action="append",

@@ -75,7 +75,7 @@ def _manifest_in_archive(path: Path) -> Manifest | None:
         with zipfile.ZipFile(path) as archive:
             for name in archive.namelist():
                 if name.rsplit("/", 1)[-1] == MANIFEST_NAME:
-                    return Manifest.from_json(archive.read(name))
+                    return Manifest.from_json(archive.read(name), source=f"{path} ({name})")
     except (zipfile.BadZipFile, OSError):
         return None
     return None
@@ -87,7 +87,7 @@ def _manifest_on_disk(path: Path) -> Manifest | None:
         path.with_name(f"{path.name}.{MANIFEST_NAME}")]
     for candidate in candidates:
         if candidate.is_file():
-            return Manifest.from_json(candidate.read_text())
+            return Manifest.from_json(candidate.read_bytes(), source=candidate)
     return _manifest_in_archive(path) if path.is_file() else None
 
 

@@ -17,6 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ncrt.cli import positive_seconds
 from ncrt.errors import BadInputError
 from ncrt.hookspecs import hookimpl
 
@@ -205,9 +206,16 @@ def _serve(collector: ReportCollector, port: int) -> Any:
     """Serve ``collector`` on 127.0.0.1:``port``; returns the server (to shut down)."""
     from prometheus_client import CollectorRegistry, start_http_server
 
+    from ncrt.errors import NcrtError, NrtStatus
+
     registry = CollectorRegistry(auto_describe=True)
     registry.register(collector)
-    served = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        served = start_http_server(port, addr="127.0.0.1", registry=registry)
+    except OSError as error:
+        raise NcrtError(f"--prometheus {port}: cannot serve on 127.0.0.1:{port} ({error.strerror or error}); "
+                        "the port is taken: choose another one, or stop the program using it",
+                        status=NrtStatus.RESOURCE) from None
     return served[0] if isinstance(served, tuple) else served
 
 
@@ -246,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
 @hookimpl
 def ncrt_add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("monitor", help="neuron-monitor style JSON reports (and Prometheus metrics)")
-    parser.add_argument("--period", type=float, default=1.0, help="seconds between reports (default 1)")
+    parser.add_argument("--period", type=positive_seconds, default=1.0, help="seconds between reports (default 1)")
     parser.add_argument("--count", type=int, default=None, help="stop after this many reports")
     parser.add_argument("--prometheus", type=int, metavar="PORT", default=None,
                         help="also serve Prometheus metrics on 127.0.0.1:PORT/metrics")

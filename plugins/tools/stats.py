@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ncrt.config import Variable, parse_config
 from ncrt.hookspecs import hookimpl
+from ncrt.errors import NcrtError
 from ncrt.records import publish, read_records
 from ncrt.reservation import default_state_dir, probe_holders
 from ncrt.stash import StashKey
@@ -126,8 +127,8 @@ class StatsPublisher:
         while not self._stop.wait(self.period):
             try:
                 publish(self.runtime)
-            except OSError:
-                continue  # state directory briefly unavailable: try again next period
+            except (OSError, NcrtError):
+                continue  # state directory briefly unavailable (or tampered with): try again next period
 
 
 _PUBLISHER = StashKey[StatsPublisher]()

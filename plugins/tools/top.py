@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ncrt.cli import positive_seconds
 from ncrt.errors import BadInputError
 from ncrt.hookspecs import hookimpl
 
@@ -230,7 +231,7 @@ def next_tab(keys: str, selected: int, count: int) -> int | None:
             selected = (selected + 1) % count
         elif key in ("\x1b[Z", "\x1b[D", "h"):
             selected = (selected - 1) % count
-        elif key.isdigit() and int(key) < count:
+        elif key.isascii() and key.isdigit() and int(key) < count:
             selected = int(key)
     return selected
 
@@ -284,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
 def ncrt_add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("top", help="live view of NeuronCore use by every process (like neuron-top)")
     parser.add_argument("--once", action="store_true", help="print one frame and exit (for scripts)")
-    parser.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
+    parser.add_argument("--interval", type=positive_seconds, default=1.0, help="seconds between refreshes (default 1)")
     parser.add_argument("--tab", type=int, default=0, help="with --once: 0 = all, N = the N-th process")
     parser.add_argument("--width", type=int, default=None, help="with --once: columns (default: the terminal's)")
     parser.add_argument("--no-color", action="store_true", help="plain text, no colours")

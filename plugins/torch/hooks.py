@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ncrt.adapters.torch import manifest_text_in_archive
+from ncrt.adapters.torch import MANIFEST_EXTRA, manifest_text_in_archive
 from ncrt.hookspecs import hookimpl
 from ncrt.imports import ModuleHook
 from ncrt.manifest import Manifest
+from ncrt.manifest_schema import declare_extra, flag, mapping, text, texts
 from ncrt.model import Model
 
 from .compat import experimental_module, patch_torch, torch_neuron_module
@@ -23,6 +24,8 @@ __all__: list[str] = []
 def _is_archive_path(artifact: Any) -> bool:
     return isinstance(artifact, (str, os.PathLike)) and Path(artifact).is_file()
 
+
+declare_extra({"dynamic_batch_size": flag, "torch_version": text, "optimizations": texts, "operators": mapping})
 
 @hookimpl
 def ncrt_load(artifact: Any, config: Any) -> Model | None:
@@ -45,7 +48,7 @@ def ncrt_load(artifact: Any, config: Any) -> Model | None:
 def ncrt_read_manifest(path: str) -> Manifest | None:
     """The manifest of an ncrt TorchScript file, read from the archive without torch."""
     text = manifest_text_in_archive(path) if _is_archive_path(path) else None
-    return Manifest.from_json(text) if text else None
+    return Manifest.from_json(text, source=f"{path} ({MANIFEST_EXTRA})") if text is not None else None
 
 
 @hookimpl

@@ -76,7 +76,8 @@ def manifest_of(module: Any) -> Manifest | None:
     c_module = getattr(module, "_c", None)
     if c_module is None or not c_module.hasattr(MANIFEST_ATTRIBUTE):
         return None
-    return Manifest.from_json(c_module.getattr(MANIFEST_ATTRIBUTE))
+    return Manifest.from_json(c_module.getattr(MANIFEST_ATTRIBUTE),
+                              source=f"the {MANIFEST_ATTRIBUTE} attribute of {getattr(module, 'original_name', 'a module')}")
 
 
 def check_inputs(manifest: Manifest, inputs: Any, dim: int, any_batch: bool) -> int:
@@ -285,7 +286,7 @@ class NeuronModule:
         if text == "cpu":
             return self
         prefix, _, index = text.partition(":")
-        if prefix not in ("nc", "neuron") or not index.isdigit():
+        if prefix not in ("nc", "neuron") or not (index.isascii() and index.isdigit()):
             raise BadInputError(f"cannot move a NeuronModule to {device!r}; accepted: 'nc:N', 'neuron:N', 'cpu'")
         return set_neuron_cores(self, int(index), self.manifest.pipeline_cores)
 
@@ -351,8 +352,13 @@ def load_script(f: FileLike, map_location: Any = None, validate_hash: bool | Non
     """
     source, name = _read_source(f)
     text = manifest_text_in_archive(source)
-    if text is not None and _validation_on(validate_hash):
-        _verify(Manifest.from_json(text), source)  # before torch reads a corrupted archive
+    origin = f"{f} ({MANIFEST_EXTRA})" if isinstance(f, (str, os.PathLike)) else "a TorchScript archive"
+    manifest = Manifest.from_json(text, source=origin) if text is not None else None
+    if manifest is not None and manifest.framework != FRAMEWORK:
+        raise ModelLoadError(f"the ncrt manifest of {origin} names framework {manifest.framework!r}, but the "
+                             "file is a TorchScript archive; recompile the model with ncrt")
+    if manifest is not None and _validation_on(validate_hash):
+        _verify(manifest, source)  # before torch reads a corrupted archive
     if hasattr(source, "seek"):
         source.seek(0)
     extra = dict(_extra_files or {})
@@ -360,7 +366,7 @@ def load_script(f: FileLike, map_location: Any = None, validate_hash: bool | Non
     module = _original_jit_load()(source, map_location, _extra_files=extra)
     if _extra_files is not None:
         _extra_files.update({key: extra[key] for key in _extra_files})
-    manifest = Manifest.from_json(text) if text else manifest_of(module)
+    manifest = manifest if manifest is not None else manifest_of(module)
     if text is None and manifest is not None and _validation_on(validate_hash):
         _verify(manifest, source)
     return module, manifest, name

@@ -31,7 +31,7 @@ def test_missing_or_broken_manifest(tmp_path):
     with pytest.raises(ModelLoadError, match="not an ncrt-compiled model"):
         Manifest.read(tmp_path)
     (tmp_path / "ncrt-manifest.json").write_text("{not json")
-    with pytest.raises(ModelLoadError, match="unreadable"):
+    with pytest.raises(ModelLoadError, match="manifest of .*ncrt-manifest.json is not readable"):
         Manifest.read(tmp_path)
 
 

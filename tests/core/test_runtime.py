@@ -43,13 +43,44 @@ def test_seed_000_thirteen_cores_four_groups(runtime_env):
     assert [m(np.ones(2)).tolist() for m in loaded] == [[2.0, 2.0]] * 4
 
 
-def test_sync_calls_run_inline_and_async_calls_on_the_core_thread(runtime_env):
+def test_sync_calls_run_on_the_callers_runner_and_async_calls_on_the_core_thread(runtime_env):
     runtime = runtime_env()
     seen = []
     model = runtime.load(lambda x: seen.append(threading.current_thread().name) or x + 1)
-    assert model(41) == 42  # like nrt_execute: the caller's thread, holding the core
+    assert model(41) == 42  # on the caller's runner, holding the core: abandonable at the timeout
+    assert model.submit((1,)).result() == 2
+    assert seen == ["ncrt-runner", "ncrt-nc0"]
+
+
+def test_without_a_timeout_sync_calls_run_in_the_callers_thread(runtime_env):
+    runtime = runtime_env(NEURON_RT_EXEC_TIMEOUT="0")
+    seen = []
+    model = runtime.load(lambda x: seen.append(threading.current_thread().name) or x + 1)
+    assert model(41) == 42  # like nrt_execute: nothing to abandon, so no handoff at all
     assert model.submit((1,)).result() == 2
     assert seen == ["MainThread", "ncrt-nc0"]
+
+
+def test_each_caller_thread_has_its_own_runner(runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    seen = []
+    model = runtime.load(lambda: seen.append(threading.current_thread()), replicas=2)
+    together = threading.Barrier(2, timeout=5)
+
+    def caller() -> None:
+        together.wait()
+        for _ in range(3):
+            model()
+        together.wait()  # both callers (and so their runners) are alive until here
+
+    callers = [threading.Thread(target=caller) for _ in range(2)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(5)
+    assert len(seen) == 6 and {thread.name for thread in seen} <= {"ncrt-runner", "ncrt-nc0", "ncrt-nc1"}
+    runners = {thread for thread in seen if thread.name == "ncrt-runner"}
+    assert 1 <= len(runners) <= 2 and not set(callers) & set(seen)  # never the callers themselves
 
 
 def test_models_that_forbid_inline_always_run_on_the_core_thread(runtime_env):
@@ -59,6 +90,22 @@ def test_models_that_forbid_inline_always_run_on_the_core_thread(runtime_env):
                         lambda: seen.append(threading.current_thread().name), inline=False)
     runtime.place(pinned, ncrt.PlacementRequest())()
     assert seen == ["ncrt-nc0"]
+
+
+def test_a_callers_runner_ends_with_the_caller(runtime_env):
+    runtime = runtime_env()
+    runners = set()
+    model = runtime.load(lambda: runners.add(threading.current_thread()))
+    callers = [threading.Thread(target=lambda: [model() for _ in range(3)]) for _ in range(4)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(5)
+    runners = {thread for thread in runners if thread.name == "ncrt-runner"}  # not the core's worker
+    assert 1 <= len(runners) <= 4  # one per caller thread that found the core idle
+    for runner in runners:
+        runner.join(5)  # each stops once its caller is gone
+        assert not runner.is_alive()
 
 
 def test_a_sync_call_waits_for_a_busy_core(runtime_env):
@@ -164,23 +211,19 @@ def test_exec_timeout_raises_and_runtime_stays_usable(runtime_env):
     release.set()
 
 
-def test_an_inline_call_past_the_timeout_frees_the_core_and_fails(runtime_env):
+def test_a_sync_call_past_the_timeout_fails_at_the_timeout_and_frees_the_core(runtime_env):
     runtime = runtime_env(NEURON_RT_EXEC_TIMEOUT="0.2", NEURON_RT_VISIBLE_CORES="0")
-    slow = runtime.load(lambda: time.sleep(0.8) or "late", name="slow")
+    release = threading.Event()
+    slow = runtime.load(lambda: release.wait(10) or "late", name="slow")
     with pytest.warns(ncrt.ModelSwitchWarning):
         fast = runtime.load(double, name="fast")
-    meanwhile = []
-    def other_caller():
-        time.sleep(0.45)  # the watchdog has freed NC0 by now
-        meanwhile.append((fast(2), time.monotonic()))
-    thread = threading.Thread(target=other_caller)
-    thread.start()
+    started = time.monotonic()
     with pytest.raises(ExecTimeoutError, match="'slow' did not finish"):
         slow()
-    finished = time.monotonic()
-    thread.join(5)
-    assert meanwhile[0][0] == 4 and meanwhile[0][1] < finished  # ran while slow still hung
+    assert time.monotonic() - started < 0.2 * 1.1 + 0.05
+    assert fast(2) == 4  # at once, on the same core, while slow still hangs in the background
     assert runtime.counters[0].timeouts == 1
+    release.set()
 
 
 def test_queued_time_does_not_count_toward_the_exec_timeout(runtime_env):

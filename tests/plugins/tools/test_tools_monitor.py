@@ -34,8 +34,12 @@ def test_reports_follow_neuron_monitor_shape(start_worker, ncrt_command):
     assert sorted(map(int, in_use)) == busy_cores
     assert all(in_use[str(core)]["neuroncore_utilization"] > 0 for core in busy_cores)
     assert all(in_use[str(core)]["models"] == ["dense"] for core in busy_cores)
-    summary = busy_report["execution_stats"]["execution_summary"]
-    assert summary["completed"] > 0 and summary["completed_with_err"] == 0 and summary["timed_out"] == 0
+    # Periods after the first: on a loaded host a period can end before the worker republished
+    # its record (a 0-call period, rightly), so the figures are checked over the periods together.
+    summaries = [entry["report"]["execution_stats"]["execution_summary"] for report in reports[1:]
+                 for entry in report["neuron_runtime_data"] if entry["pid"] == busy.pid]
+    assert sum(summary["completed"] for summary in summaries) > 0
+    assert all(summary["completed_with_err"] == 0 and summary["timed_out"] == 0 for summary in summaries)
     latency = busy_report["execution_stats"]["latency_stats"]["total_latency"]
     assert 0 < latency["p0"] <= latency["p50"] <= latency["p99"] <= latency["p100"]
     errors = [r["neuron_runtime_data"] for r in reports]
@@ -114,7 +118,8 @@ def test_prometheus_metrics_on_loopback(start_worker, tools_env):
         server.communicate(timeout=10)
 
 
-def test_bad_period_is_refused(ncrt_command):
-    result = ncrt_command("monitor", "--period", "0", "--count", "1")
-    assert result.returncode == 1
-    assert "--period 0.0 is not valid; accepted: a number of seconds > 0" in result.stderr
+@pytest.mark.parametrize("period", ["0", "-1", "nan", "inf", "soon"])
+def test_bad_period_is_refused(ncrt_command, period):
+    result = ncrt_command("monitor", "--period", period, "--count", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"argument --period: '{period}' is not valid; accepted: a finite number of seconds > 0" in result.stderr

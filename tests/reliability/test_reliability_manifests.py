@@ -1,0 +1,163 @@
+"""Damaged and edited manifests give a ModelLoadError that names the model, never a raw error.
+
+The damaged-file harness (``damaged_files.py``) makes the cases: every manifest field set
+to wrong types and out-of-range values, required fields removed, unknown ones added,
+broken JSON (truncated, not UTF-8, nested 100,000 deep), byte flips in the manifest's
+text, and edits that keep the manifest valid but change what it says. Schema-breaking
+cases must fail cleanly whether or not ``NEURON_RT_VALIDATE_HASH`` is set; edits that
+keep the schema must be caught by the seal when it is set. The same cases run against
+a plain model directory (the core alone) and against compiled models of each framework.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import ncrt
+from damaged_files import byte_flips, manifest_edits, run_matrix, semantic_edits
+import ncrt.plugins.torch.hooks  # noqa: F401 - declares the typed extra keys of the torch manifest below
+from ncrt.errors import HashMismatchError
+from ncrt.manifest import Manifest, check_digest
+
+PAYLOAD_SHA = "ab" * 32
+FRAMEWORKS = ["torch", "tensorflow", "mxnet"]
+
+
+# --------------------------------------------------------------------------- the core alone
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    """A directory holding only a sealed manifest (what every plugin's manifest looks like)."""
+    directory = tmp_path / "model"
+    directory.mkdir()
+    Manifest("torch", batch_size=4, inputs=[{"shape": [4, 3], "dtype": "float32"}],
+             outputs=[{"shape": [4, 2], "dtype": "float32"}], sha256=PAYLOAD_SHA,
+             compiler_args=["--neuroncore-pipeline-cores", "1"],
+             extra={"dynamic_batch_size": False, "torch_version": "2.13"}).write(directory)
+    return directory
+
+
+def read_only(path: Path) -> Manifest:
+    return Manifest.read(path)
+
+
+def read_and_validate(path: Path) -> Manifest:
+    manifest = Manifest.read(path)
+    check_digest(manifest, lambda: PAYLOAD_SHA)  # the payload is intact: only the manifest may be damaged
+    return manifest
+
+
+def manifest_of(directory: Path) -> dict:
+    return json.loads((directory / "ncrt-manifest.json").read_text())
+
+
+@pytest.mark.parametrize("load", [read_only, read_and_validate], ids=["no-validation", "validation"])
+def test_every_schema_breaking_edit_is_a_clean_error(model_dir, tmp_path, load):
+    cases = manifest_edits(manifest_of(model_dir))
+    report = run_matrix(model_dir, "ncrt-manifest.json", cases, load, tmp_path)
+    assert report.counts()["clean"] == len(cases), report.summary()
+
+
+def test_schema_errors_say_what_is_wrong_and_what_is_accepted(model_dir, tmp_path):
+    cases = {case.name: case for case in manifest_edits(manifest_of(model_dir))}
+    expected = {
+        'manifest:pipeline_cores="2"': 'pipeline_cores is "2" (a string); accepted: a whole number from 1 to 65536',
+        "manifest:pipeline_cores=1.5": "pipeline_cores is 1.5 (a number); accepted: a whole number from 1 to 65536",
+        "manifest:pipeline_cores=null": "pipeline_cores is null (null); accepted: a whole number from 1 to 65536",
+        "manifest:batch_size=-1": "batch_size is -1 (a number); accepted: null or a whole number from 1 to",
+        "manifest:extra=[]": "extra is [] (a list); accepted: an object",
+        "manifest:no framework": "the required field 'framework' is missing",
+        "manifest:unknown field": "unknown field 'surprise'",
+        "manifest:batch_size=8 (consistent type)": "batch_size is 8, but the first input's shape [4, 3] has 4",
+        "manifest:nested 100000 deep": "is not readable: JSON nested too deeply",
+    }
+    for name, text in expected.items():
+        report = run_matrix(model_dir, "ncrt-manifest.json", [cases[name]], read_only, tmp_path)
+        outcome, = report.outcomes
+        assert outcome.verdict == "clean" and text in outcome.error, (name, outcome.error)
+        assert "case0-model/ncrt-manifest.json is not" in outcome.error
+
+
+def test_valid_edits_pass_the_schema_but_not_the_seal(model_dir, tmp_path):
+    cases = semantic_edits(manifest_of(model_dir))
+    assert run_matrix(model_dir, "ncrt-manifest.json", cases, read_only, tmp_path).counts()["accepted"] == len(cases)
+    report = run_matrix(model_dir, "ncrt-manifest.json", cases, read_and_validate, tmp_path)
+    assert report.counts()["clean"] == len(cases), report.summary()
+    assert all("was changed after it was written" in outcome.error for outcome in report.outcomes)
+
+
+def test_byte_flips_in_a_manifest_never_pass_hash_validation(model_dir, tmp_path):
+    text = (model_dir / "ncrt-manifest.json").read_bytes()
+    cases = byte_flips(text, per_region=120, seed=14, regions={"manifest": [(0, len(text))]})
+    report = run_matrix(model_dir, "ncrt-manifest.json", cases, read_and_validate, tmp_path)
+    assert report.counts()["clean"] == len(cases), report.summary()
+    unvalidated = run_matrix(model_dir, "ncrt-manifest.json", cases, read_only, tmp_path)
+    assert unvalidated.counts()["unclean"] == 0, unvalidated.summary()
+
+
+def test_a_sealed_manifest_round_trips_and_old_unsealed_ones_still_read(model_dir):
+    manifest = Manifest.read(model_dir)
+    assert manifest.seal == manifest.content_digest() and manifest.format_version == 2
+    check_digest(manifest, lambda: PAYLOAD_SHA)
+    legacy = manifest_of(model_dir)
+    legacy.pop("seal")
+    legacy["format_version"] = 1
+    (model_dir / "ncrt-manifest.json").write_text(json.dumps(legacy))
+    old = Manifest.read(model_dir)
+    assert old.seal is None
+    check_digest(old, lambda: PAYLOAD_SHA)  # format 1: the payload alone is checked
+    with pytest.raises(HashMismatchError, match="payload is corrupted"):
+        check_digest(old, lambda: "cd" * 32)
+
+
+# --------------------------------------------------------------------------- each framework
+
+
+@pytest.fixture(scope="module", params=FRAMEWORKS)
+def compiled(request, tmp_path_factory):
+    pytest.importorskip(request.param)
+    from framework_models import BUILDERS
+
+    ncrt.reset_runtime()
+    return BUILDERS[request.param](tmp_path_factory.mktemp(f"{request.param}_model"))
+
+
+def _loader(compiled):
+    def load(copy: Path) -> None:
+        compiled.load(copy).unload()
+
+    return load
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("validate", ["false", "true"])
+def test_a_compiled_models_damaged_manifest_is_a_clean_error(compiled, validate, monkeypatch, tmp_path):
+    monkeypatch.setenv("NEURON_RT_VALIDATE_HASH", validate)
+    ncrt.reset_runtime()
+    text = json.dumps(compiled.manifest).encode()
+    cases = manifest_edits(compiled.manifest)
+    cases += byte_flips(text, per_region=25, seed=3, regions={"manifest": [(0, len(text))]})
+    cases = [case for case in cases if compiled.representable(case.apply(text))]
+    report = run_matrix(compiled.path, compiled.manifest_file, [compiled.wrap(case) for case in cases],
+                        _loader(compiled), tmp_path)
+    assert report.counts()["unclean"] == 0, report.summary()
+    accepted = [o.case.name for o in report.outcomes if o.case.kind == "manifest" and o.verdict != "clean"]
+    assert not accepted, accepted
+
+
+@pytest.mark.slow
+def test_a_compiled_models_edited_manifest_fails_hash_validation(compiled, monkeypatch, tmp_path):
+    cases = [compiled.wrap(case) for case in semantic_edits(compiled.manifest)]
+    monkeypatch.setenv("NEURON_RT_VALIDATE_HASH", "true")
+    ncrt.reset_runtime()
+    report = run_matrix(compiled.path, compiled.manifest_file, cases, _loader(compiled), tmp_path)
+    assert report.counts()["clean"] == len(cases), report.summary()
+    assert all(isinstance(outcome.error, str) and "HashMismatchError" in outcome.error for outcome in report.outcomes)
+    monkeypatch.setenv("NEURON_RT_VALIDATE_HASH", "false")
+    ncrt.reset_runtime()
+    intact = run_matrix(compiled.path, compiled.manifest_file, cases[:1], _loader(compiled), tmp_path)
+    assert intact.counts()["accepted"] == 1, intact.summary()  # without validation: as the manifest says
