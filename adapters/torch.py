@@ -12,6 +12,7 @@ import hashlib
 import io
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO, Any, Sequence, Union
 
@@ -88,7 +89,7 @@ def _open_archive(source: FileLike) -> zipfile.ZipFile | None:
         data = source.read()
         source.seek(position)
         return zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError, AttributeError):
+    except (zipfile.BadZipFile, OSError, AttributeError, UnicodeDecodeError):  # entry names that are not UTF-8
         return None
 
 
@@ -100,8 +101,20 @@ def manifest_text_in_archive(source: FileLike) -> str | None:
     with archive:
         for name in archive.namelist():
             if name.endswith("/extra/" + MANIFEST_EXTRA):
-                return _text_of(archive.read(name), source, name)
+                return _text_of(_entry(archive, name, source), source, name)
     return None
+
+
+def _entry(archive: zipfile.ZipFile, name: str, source: FileLike) -> bytes:
+    """The bytes of one archive entry; a damaged entry (bad CRC, bad deflate data) is a ModelLoadError."""
+    try:
+        return archive.read(name)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+        from ncrt.errors import ModelLoadError
+
+        where = source if isinstance(source, (str, Path)) else "a TorchScript archive"
+        raise ModelLoadError(f"the ncrt manifest of {where} ({name}) is damaged: {error}; accepted: a file "
+                             "written by torch.jit.save of an ncrt-traced model; trace and save it again") from None
 
 
 def _text_of(data: bytes, source: FileLike, name: str) -> str:

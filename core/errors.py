@@ -10,7 +10,9 @@ multiprocessing pools).
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from typing import Iterator
 
 __all__ = [
     "NrtStatus",
@@ -29,6 +31,7 @@ __all__ = [
     "FrameworkMissingError",
     "ResourceLeakError",
     "ProcessTimeoutError",
+    "unreadable_artifact",
 ]
 
 
@@ -186,3 +189,22 @@ class ProcessTimeoutError(NcrtError, TimeoutError):
     """A process started for a test ran past its time limit and was killed."""
 
     status = NrtStatus.TIMEOUT
+
+
+@contextlib.contextmanager
+def unreadable_artifact(what: str, raw: tuple[type[BaseException], ...], fix: str) -> Iterator[None]:
+    """Inside this block, a framework loader's own error (one of ``raw``) about a damaged
+    file becomes a :class:`ModelLoadError` that names ``what``, the raw error and ``fix``.
+
+    ncrt's own errors pass unchanged; anything not in ``raw`` is a bug and is not hidden.
+    """
+    try:
+        yield
+    except NcrtError:
+        raise
+    except raw as error:
+        lines = str(error).strip().splitlines() or [""]
+        detail = lines[-1] if lines[0].startswith("Traceback") else lines[0]  # MXNet: the last line says it
+        detail = detail.removeprefix(f"{type(error).__name__}: ")[:240]
+        raise ModelLoadError(f"{what} cannot be read: it is damaged or is not what it claims to be "
+                             f"({type(error).__name__}: {detail}); {fix}") from error

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ncrt.adapters.mxnet import params_digest
-from ncrt.errors import ModelLoadError
+from ncrt.errors import ModelLoadError, unreadable_artifact
 from ncrt.hookspecs import hookimpl
 from ncrt.imports import ModuleHook
 from ncrt.manifest import Manifest, verify_payload
@@ -39,6 +39,8 @@ def _checkpoint_prefix(artifact: Any) -> tuple[str, int] | None:
 
 
 declare_extra({"compile_args": mapping})
+_RECOMPILE = "accepted: a checkpoint saved from a model compiled with mx.contrib.neuron.compile; compile and save it again"
+
 
 @hookimpl
 def ncrt_load(artifact: Any, config: Config) -> Model | None:
@@ -46,8 +48,11 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
     found = _checkpoint_prefix(artifact)
     if found is None:
         return None
-    sym, args, aux = enable().model.load_checkpoint(*found)
-    manifest = manifest_of(sym, source=f"{found[0]}-symbol.json")
+    mx = enable()
+    files = f"the MXNet checkpoint {found[0]}-symbol.json and {Path(found[0]).name}-{found[1]:04d}.params"
+    with unreadable_artifact(files, (mx.base.MXNetError, UnicodeDecodeError), _RECOMPILE):
+        sym, args, aux = mx.model.load_checkpoint(*found)
+        manifest = manifest_of(sym, source=f"{found[0]}-symbol.json")
     if manifest.framework != FRAMEWORK:
         raise ModelLoadError(f"the ncrt manifest of {found[0]}-symbol.json names framework {manifest.framework!r}, "
                              "but the file is an MXNet checkpoint; recompile the model with ncrt")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from ncrt.errors import BadInputError, ModelLoadError
+from ncrt.errors import BadInputError, ModelLoadError, unreadable_artifact
 from ncrt.manifest import MANIFEST_NAME, Manifest, sha256_of
 from ncrt.neuron_cc import CompilerFlags, flag_list, read_flags, warn_unknown
 
@@ -69,13 +69,25 @@ def read_manifest(directory: str | Path) -> Manifest:
 def load_payload(directory: str | Path, manifest: Manifest) -> TFPayload:
     """Load the SavedModel once and return its ``ncrt_infer`` function."""
     try:
-        holder = load_saved_model(directory)
+        with unreadable_artifact(f"the SavedModel at {directory}", _raw_saved_model_errors(), _RECOMPILE):
+            holder = load_saved_model(directory)
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"cannot load the SavedModel at {directory}: {error}") from None
     function = getattr(holder, ENTRY, None)
     if function is None:
         raise ModelLoadError(f"{directory} has an ncrt manifest but no {ENTRY} function; recompile it")
     return TFPayload(function, holder, [spec["dtype"] for spec in manifest.inputs])
+
+
+_RECOMPILE = "accepted: a directory written by tfn.trace(...).save or model.save of a traced model; trace it again"
+
+
+def _raw_saved_model_errors() -> tuple[type[BaseException], ...]:
+    """What TensorFlow raises for damaged protobufs and variable files (checkpoint readers
+    raise OpError subclasses, IndexError and KeyError; protobuf a DecodeError)."""
+    from google.protobuf.message import DecodeError
+
+    return (import_tf().errors.OpError, DecodeError, IndexError, KeyError, RuntimeError)
 
 
 def _spec_entry(name: str, shape: Sequence[int | None], dtype: str) -> dict[str, Any]:

@@ -25,13 +25,15 @@ import functools
 import io
 import os
 import threading
+import zipfile
+import zlib
 from pathlib import Path
 from typing import IO, Any, Callable, Union
 
 from ncrt import get_runtime
 from ncrt.adapters.torch import ADAPTER, MANIFEST_EXTRA, manifest_text_in_archive, payload_sha256
 from ncrt.batching import tensors_in
-from ncrt.errors import BadInputError, ModelLoadError
+from ncrt.errors import BadInputError, ModelLoadError, unreadable_artifact
 from ncrt.manifest import Manifest, check_digest
 from ncrt.batching import map_structure
 from ncrt.model import LoadedModel, Model, unload_when_freed
@@ -350,6 +352,18 @@ def load_script(f: FileLike, map_location: Any = None, validate_hash: bool | Non
 
     ``validate_hash=None`` asks the runtime (``NEURON_RT_VALIDATE_HASH``) once a manifest is found.
     """
+    what = f"the TorchScript archive {f}" if isinstance(f, (str, os.PathLike)) else "a TorchScript archive"
+    with unreadable_artifact(what, _RAW_ARCHIVE_ERRORS, _RESAVE):
+        return _load_script(f, map_location, validate_hash, _extra_files)
+
+
+# What zipfile, zlib and torch's PytorchStreamReader raise for a damaged archive.
+_RAW_ARCHIVE_ERRORS = (RuntimeError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError, EOFError)
+_RESAVE = "accepted: a file written by torch.jit.save of an ncrt-traced model; trace and save it again"
+
+
+def _load_script(f: FileLike, map_location: Any, validate_hash: bool | None,
+                 _extra_files: dict[str, Any] | None) -> tuple[Any, Manifest | None, str]:
     source, name = _read_source(f)
     text = manifest_text_in_archive(source)
     origin = f"{f} ({MANIFEST_EXTRA})" if isinstance(f, (str, os.PathLike)) else "a TorchScript archive"

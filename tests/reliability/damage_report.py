@@ -6,9 +6,9 @@ Builds a tiny compiled model of each framework, damages copies of it every way t
 harness knows (byte flips in the zip header, data and central directory of a
 TorchScript file or in each file of a SavedModel / checkpoint, truncations, random
 bytes, manifest edits), loads each with ``NEURON_RT_VALIDATE_HASH`` false and true, and
-prints the counts and every case that failed uncleanly. The framework rounds of issue 14
-turn the unclean cases into ModelLoadErrors; the manifest cases are already tests
-(``test_reliability_manifests.py``).
+prints the counts and every case that failed uncleanly (there should be none: every
+damaged load is a ModelLoadError naming the file). ``test_reliability_manifests.py`` runs
+the manifest cases and this byte matrix as tests.
 """
 
 from __future__ import annotations

@@ -161,3 +161,23 @@ def test_a_compiled_models_edited_manifest_fails_hash_validation(compiled, monke
     ncrt.reset_runtime()
     intact = run_matrix(compiled.path, compiled.manifest_file, cases[:1], _loader(compiled), tmp_path)
     assert intact.counts()["accepted"] == 1, intact.summary()  # without validation: as the manifest says
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("validate", ["false", "true"])
+def test_damage_to_the_frameworks_own_bytes_is_a_model_load_error(compiled, validate, monkeypatch, tmp_path):
+    """Byte flips, truncations and random contents of every file of the compiled model
+    (zip structure and pickles, SavedModel protobufs and variables, symbol JSON and params)
+    end in ModelLoadError naming the file, never the framework's raw error."""
+    from damage_report import _files, byte_cases
+
+    monkeypatch.setenv("NEURON_RT_VALIDATE_HASH", validate)
+    ncrt.reset_runtime()
+    unclean, loaded_errors = [], 0
+    for number, target in enumerate(_files(compiled.path)):
+        report = run_matrix(compiled.path, target, byte_cases(compiled.path, target, 8, seed=number),
+                            _loader(compiled), tmp_path)
+        unclean += [f"{target}: {o.case.name} -> {o.error}" for o in report.unclean()]
+        loaded_errors += sum(1 for o in report.outcomes if o.verdict == "clean")
+    assert not unclean, "\n".join(unclean)
+    assert loaded_errors > 0  # the matrix did damage what the loader reads
