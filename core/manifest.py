@@ -4,7 +4,9 @@ A compiled model is a framework artifact plus this JSON manifest: framework, com
 batch size and batch dimension, input/output signature, the cores it needs
 (``--neuroncore-pipeline-cores``), whether dynamic batching is allowed, the target
 architecture and the sha256 of the payload, checked on load when
-``NEURON_RT_VALIDATE_HASH`` is true.
+``NEURON_RT_VALIDATE_HASH`` is true. A model compiled for NeuronCore Pipeline also
+records its stage partition (``partition``, see :func:`ncrt.pipeline.partition_record`);
+manifests written before it existed read as having none.
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Manifest:
-    """What ncrt knows about a compiled model."""
+    """What ncrt knows about a compiled model.
+
+    ``partition``: how a model compiled with ``--neuroncore-pipeline-cores N`` was cut into
+    stages (``{"requested": N, "stages": [...], "cost_basis": ..., "note": ...}``); empty
+    for a model that runs whole.
+    """
 
     framework: str
     batch_size: int | None = None
@@ -47,6 +54,12 @@ class Manifest:
     compiler_args: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    partition: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stage_count(self) -> int:
+        """Pipeline stages the model was cut into (1: it runs whole)."""
+        return max(1, len(self.partition.get("stages", [])))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
