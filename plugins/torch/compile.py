@@ -16,6 +16,7 @@ from ncrt.manifest import Manifest, parse_compiler_args
 
 from .execute import FRAMEWORK, import_torch, remember_caller_threads
 from .model import NeuronModule, attach_manifest
+from .pipeline import cut_into_stages
 
 __all__ = ["trace"]
 
@@ -55,7 +56,8 @@ def trace(model: Any, example_inputs: Any, compiler_args: Any = None, *,
 
     ``example_inputs``: a tensor or a tuple of positional arguments (tensors, nests of
     tensors). ``compiler_args``: neuron-cc arguments; ``--neuroncore-pipeline-cores N``
-    sets the cores one replica needs. Extra keyword arguments go to ``torch.jit.trace``.
+    sets the cores one replica needs and cuts the model into N stages, one per core
+    (:mod:`ncrt.plugins.torch.pipeline`). Extra keyword arguments go to ``torch.jit.trace``.
     """
     torch = import_torch()
     remember_caller_threads()
@@ -69,5 +71,6 @@ def trace(model: Any, example_inputs: Any, compiler_args: Any = None, *,
         traced = model if isinstance(model, torch.jit.ScriptModule) else torch.jit.trace(model, args, **trace_kwargs)
         outputs = traced(*args)
     manifest = _build_manifest(args, outputs, compiler_args, dynamic_batch_size)
+    traced = cut_into_stages(model, traced, args, manifest, name or type(model).__name__, trace_kwargs)
     attach_manifest(traced, manifest)
     return NeuronModule(traced, manifest, name or type(model).__name__)

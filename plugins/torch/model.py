@@ -31,6 +31,7 @@ from ncrt.model import LoadedModel, Model
 from ncrt.parallel import DataParallelRunner
 
 from .execute import FRAMEWORK, TorchCall, TorchPayload, import_torch, remember_caller_threads, run_on_core
+from .pipeline import stage_specs
 from .placement import cores_choice, placement_request
 
 __all__ = [
@@ -153,7 +154,8 @@ class NeuronModule:
     def to_model(self) -> Model:
         """A fresh runtime Model of this module (per-core weights per NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS)."""
         shared = get_runtime().config.multi_instance_shared_weights
-        return Model(self.name, FRAMEWORK, self.manifest, TorchPayload(self.script_module, shared), runner=run_on_core)
+        return Model(self.name, FRAMEWORK, self.manifest, TorchPayload(self.script_module, shared), runner=run_on_core,
+                     stages=stage_specs(self.script_module, self.manifest, shared))
 
     def place(self, cores: tuple[int, int] | None = None) -> LoadedModel:
         """Place the module (again): on ``(start_nc, nc_count)`` or by the default rule."""

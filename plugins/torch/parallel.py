@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from ncrt.adapters.torch import ADAPTER
 from ncrt.config import format_core_set
-from ncrt.errors import BadInputError, PlacementError
+from ncrt.errors import PlacementError
 from ncrt.model import LoadedModel
 from ncrt.placement import PlacementRequest
 from ncrt.parallel import DataParallelRunner
@@ -23,6 +23,7 @@ from ncrt.runtime import Runtime, get_runtime
 
 from .execute import TorchCall, remember_caller_threads
 from .model import NeuronModule, as_neuron_module, check_inputs
+from .pipeline import stage_replicas, whole_replicas
 
 __all__ = ["DataParallel", "DynamicBatchingWarning", "resolve_device_ids", "weight_bytes"]
 
@@ -67,7 +68,7 @@ def resolve_device_ids(device_ids: Sequence[Any] | None, runtime: Runtime) -> tu
 def weight_bytes(loaded: LoadedModel) -> int:
     """Bytes of parameters and buffers held by a model's core replicas (shared storage counted once)."""
     seen: dict[int, int] = {}
-    for module in loaded.model.replicas.values():
+    for module in [*loaded.model.replicas.values(), *stage_replicas(loaded)]:
         for tensor in list(module.parameters()) + list(module.buffers()):
             storage = tensor.untyped_storage()
             seen[storage.data_ptr()] = storage.nbytes()
@@ -79,28 +80,24 @@ class DataParallel:
 
     ``model``: the result of ``trace`` (or of loading a saved one). ``device_ids``: ints
     or ``'nc:#'`` strings, per process and zero-based; default: every core of the
-    process. ``dim``: the dimension the inputs are split along. Thread-safe.
+    process. ``dim``: the dimension the inputs are split along. Thread-safe. A model
+    compiled for NeuronCore Pipeline (``--neuroncore-pipeline-cores N``) is replicated as
+    whole N-core pipelines over consecutive runs of ``device_ids`` (a multiple of N).
     """
 
     def __init__(self, model: Any, device_ids: Sequence[Any] | None = None, dim: int = 0) -> None:
         self.module: NeuronModule = as_neuron_module(model)
-        manifest = self.module.manifest
-        if manifest.pipeline_cores > 1:
-            raise BadInputError(
-                f"DataParallel does not support models compiled with NeuronCore Pipeline "
-                f"(--neuroncore-pipeline-cores={manifest.pipeline_cores}); accepted: models compiled "
-                "for 1 NeuronCore. Load a pipeline model with ncrt.plugins.torch.load instead"
-            )
+        width = self.module.manifest.pipeline_cores
         if not isinstance(dim, int) or isinstance(dim, bool):
             raise ValueError(f"dim={dim!r} is not valid; accepted: an int")
         remember_caller_threads()
         runtime = get_runtime()
-        self.device_ids = resolve_device_ids(device_ids, runtime)
+        self.device_ids = whole_replicas(resolve_device_ids(device_ids, runtime), width, device_ids is not None)
         self.dim = dim
         self.compiled_batch = self._compiled_batch(dim)
         model = self.module.to_model()
         self.loaded = runtime.place(model, PlacementRequest(
-            cores_per_replica=1, replicas=len(self.device_ids), device_ids=self.device_ids))
+            cores_per_replica=width, replicas=len(self.device_ids) // width, device_ids=self.device_ids))
         self.runner = DataParallelRunner(self.loaded, ADAPTER, dim=dim, compiled_batch=self.compiled_batch,
                                          dynamic=self._dynamic_allowed(dim))
 

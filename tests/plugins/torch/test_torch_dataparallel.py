@@ -123,10 +123,12 @@ def test_nested_inputs_and_non_tensor_arguments():
         close(outputs[key], expected[key])
 
 
-def test_pipeline_models_are_refused(cnn):
+def test_pipeline_models_are_replicated_as_whole_pipelines(cnn):
     traced = neuron.trace(cnn, torch.rand(1, 3, 8, 8), compiler_args=["--neuroncore-pipeline-cores", "2"])
-    with pytest.raises(BadInputError, match="NeuronCore Pipeline.*pipeline-cores=2"):
-        DataParallel(traced)
+    parallel = DataParallel(traced, device_ids=[0, 1])
+    assert len(parallel.loaded.replicas) == 1 and parallel.loaded.pipelines is not None
+    batch = torch.rand(3, 3, 8, 8)
+    close(parallel(batch), plain(cnn, batch))
 
 
 def test_an_error_in_a_replica_names_its_core():
