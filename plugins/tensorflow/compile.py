@@ -7,7 +7,8 @@ manifest's input order) and returns a dict of named outputs. The module is writt
 manifest goes to ``assets.extra/ncrt-manifest.json``; its sha256 covers every file of
 the SavedModel except the manifest. The compiled batch size is the example input's
 first dimension; ``--neuroncore-pipeline-cores N`` in ``compiler_args`` is the number
-of cores one replica needs. With dynamic batching the signature's batch dimension is
+of cores one replica needs, and ``trace`` of a functional or sequential Keras model cuts
+it into N stages, one per core (:mod:`ncrt.plugins.tensorflow.pipeline`). With dynamic batching the signature's batch dimension is
 left open (``None``), so one framework call can take several compiled-batch chunks.
 """
 
@@ -24,6 +25,7 @@ from ncrt.manifest import MANIFEST_NAME, Manifest, parse_compiler_args, sha256_o
 
 from .execute import ENTRY, FRAMEWORK, TFPayload, import_tf, to_tensor
 from .model import load_model
+from .pipeline import cut_into_stages, record_uncut
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -42,6 +44,8 @@ __all__ = [
 ]
 
 ASSETS_EXTRA = "assets.extra"
+SAVED_MODEL_UNCUT = ("a SavedModel signature carries no Keras layer graph to cut (trace the Keras model with "
+                     "tensorflow.neuron.trace to pipeline it)")
 
 
 def manifest_path(directory: str | Path) -> Path:
@@ -216,6 +220,7 @@ def compile_saved_model(model_dir: str | Path, new_model_dir: str | Path,
     aliases = _feed_aliases(signature_inputs, model_feed_dict or {})
     manifest = _manifest(inputs, _output_entries(outputs), batch, dynamic_batch_size, compiler_args,
                          {"output_kind": "dict", "source": "saved_model.compile", "input_aliases": aliases})
+    record_uncut(manifest, model_name(Path(new_model_dir)), SAVED_MODEL_UNCUT)
     write_saved_model(module, new_model_dir, manifest)
     return {"OnNeuronRatio": 1.0, "new_model_dir": str(new_model_dir), "batch_size": batch,
             "pipeline_cores": manifest.pipeline_cores}
@@ -298,11 +303,13 @@ def trace(func_or_model: Any, example_inputs: Any, subgraph_builder_function: An
     batch = _check_batches(arrays)
     inputs = [_spec_entry(f"input_{i}", a.shape, _dtype_of(a)) for i, a in enumerate(arrays)]
     module = _trace_module(tf, func_or_model, _tensor_specs(tf, inputs, dynamic_batch_size))
-    result = _call_source(func_or_model, [to_tensor(tf, a, e["dtype"]) for a, e in zip(arrays, inputs)])
-    named, kind = _named_outputs(result)
+    tensors = [to_tensor(tf, a, e["dtype"]) for a, e in zip(arrays, inputs)]
+    named, kind = _named_outputs(_call_source(func_or_model, tensors))
     outputs = _output_entries({n: tf.convert_to_tensor(v) for n, v in named.items()})
     manifest = _manifest(inputs, outputs, batch, dynamic_batch_size, compiler_args,
                          {"output_kind": kind, "output_names": list(named), "source": "trace"})
+    name = getattr(func_or_model, "name", None) or type(func_or_model).__name__
+    cut_into_stages(module, func_or_model, tensors, manifest, name, lambda result: _named_outputs(result)[0], named)
     return TracedModel(module, manifest)
 
 

@@ -16,6 +16,7 @@ from .compat import patch_tensorflow, tensorflow_neuron_module
 from .compile import TracedModel, is_compiled_dir, load_payload, model_name, read_manifest
 from .execute import FRAMEWORK, INTER_OP_VARIABLE, INTRA_OP_VARIABLE, run_on_core
 from .parallel import write_auto_multicore
+from .pipeline import stage_specs
 
 if TYPE_CHECKING:
     from ncrt.config import Config, VariableTable
@@ -36,7 +37,8 @@ def _auto_multicore_command(args: argparse.Namespace) -> int:
 def ncrt_load(artifact: Any, config: Config) -> Model | None:
     """A traced model, or a directory written by saved_model.compile / trace(...).save."""
     if isinstance(artifact, TracedModel):
-        return Model("traced", FRAMEWORK, artifact.manifest, artifact.payload, runner=run_on_core)
+        return Model("traced", FRAMEWORK, artifact.manifest, artifact.payload, runner=run_on_core,
+                     stages=stage_specs(artifact.module, artifact.manifest))
     if not is_compiled_dir(artifact):
         return None
     manifest = read_manifest(artifact)
@@ -44,7 +46,8 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
         return None
     verify_payload(manifest, artifact, config.validate_hash)
     payload = load_payload(artifact, manifest)
-    return Model(model_name(Path(artifact)), FRAMEWORK, manifest, payload, runner=run_on_core)
+    return Model(model_name(Path(artifact)), FRAMEWORK, manifest, payload, runner=run_on_core,
+                 stages=stage_specs(payload.holder, manifest))
 
 
 @hookimpl
