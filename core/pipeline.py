@@ -29,6 +29,7 @@ fails. An error in a stage fails only its request.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 import warnings
@@ -130,9 +131,11 @@ def partition_record(requested: int, stages: list[dict[str, Any]], cost_basis: s
 
 def warn_fewer_stages(model: str, requested: int, stages: int, reason: str) -> str:
     """Warn once that ``model`` runs as ``stages`` stages instead of ``requested``; return the note."""
-    runs = "whole, on the first core" if stages == 1 else f"as {stages} stages on the first {stages} cores"
+    runs = (f"whole on its {requested}-core group, one request at a time" if stages == 1
+            else f"as {stages} stages on its {requested}-core group, the last stage holding the "
+                 f"{requested - stages + 1} cores left")
     note = (f"model {model!r} was compiled with --neuroncore-pipeline-cores={requested} but cannot be cut into "
-            f"{requested} stages: {reason}; it runs {runs} of its {requested}-core group")
+            f"{requested} stages: {reason}; it runs {runs}")
     warnings.warn(note, PipelineStagesWarning, stacklevel=_caller_stacklevel())
     return note
 
@@ -171,13 +174,19 @@ class StageCounters:
 
 
 class _Stage:
-    """Stage ``index`` of one replica: its core, its stage model (runner = the pipeline's), counters."""
+    """Stage ``index`` of one replica: its cores (one; the last stage holds any left over), its
+    stage model (runner = the pipeline's), counters."""
 
-    __slots__ = ("index", "core", "spec", "model", "counters")
+    __slots__ = ("index", "cores", "spec", "model", "counters")
 
-    def __init__(self, index: int, core: LocalCore, spec: StageSpec, model: Model) -> None:
-        self.index, self.core, self.spec, self.model = index, core, spec, model
+    def __init__(self, index: int, cores: tuple[LocalCore, ...], spec: StageSpec, model: Model) -> None:
+        self.index, self.cores, self.spec, self.model = index, cores, spec, model
         self.counters = StageCounters()
+
+    @property
+    def core(self) -> LocalCore:
+        """The core whose executor runs the stage."""
+        return self.cores[0]
 
 
 class _Request:
@@ -230,8 +239,10 @@ class StagePipeline:
         self.runtime = runtime
         self.model = model
         self.depth = max(1, depth)
-        self.stages = [_Stage(k, core, spec, _stage_model(model, spec, self._runner(k)))
-                       for k, (core, spec) in enumerate(zip(cores, specs))]
+        last = len(specs) - 1
+        held = [tuple(cores[k : k + 1]) if k < last else tuple(cores[last:]) for k in range(len(specs))]
+        self.stages = [_Stage(k, held[k], spec, _stage_model(model, spec, self._runner(k), len(held[k])))
+                       for k, spec in enumerate(specs)]
         self._waiting: list[collections.deque[_Item]] = [collections.deque() for _ in self.stages]
         self._occupancy = [0] * len(self.stages)
         self._lock = threading.Lock()
@@ -289,7 +300,7 @@ class StagePipeline:
     def _queue(self, stage: _Stage, item: _Item) -> None:
         executor = self.runtime.executor(stage.core.index)
         future = ExecutionFuture(self.runtime.config.exec_timeout, lambda: executor.abandon(job))
-        job = item.job = Job(stage.model, [item], (stage.core,), future, True)
+        job = item.job = Job(stage.model, [item], stage.cores, future, True)
         future.add_done_callback(lambda _: self._stage_done(stage, item))
         executor.submit(job)
 
@@ -422,16 +433,19 @@ class StagePipeline:
     def describe(self, replica: int) -> list[dict[str, Any]]:
         return [
             {"replica": replica, "stage": stage.index, "core": stage.core.index,
-             "global_core": stage.core.global_index, "label": stage.spec.label, **stage.counters.snapshot()}
+             "global_core": stage.core.global_index, "cores": [core.index for core in stage.cores],
+             "label": stage.spec.label, **stage.counters.snapshot()}
             for stage in self.stages
         ]
 
 
-def _stage_model(model: Model, spec: StageSpec, runner: Runner) -> Model:
-    """The Model a stage job runs: the pipelined model's name and uid (model switches, tools), the stage's payload."""
+def _stage_model(model: Model, spec: StageSpec, runner: Runner, width: int) -> Model:
+    """The Model a stage job runs: the pipelined model's name and uid (model switches, tools), the
+    stage's payload, and a manifest whose ``pipeline_cores`` is the cores the stage holds."""
     from .model import Model
 
-    stage = Model(model.name, model.framework, model.manifest, spec.payload, runner=runner, inline=False)
+    manifest = dataclasses.replace(model.manifest, pipeline_cores=width)
+    stage = Model(model.name, model.framework, manifest, spec.payload, runner=runner, inline=False)
     stage.uid = model.uid
     return stage
 
@@ -440,9 +454,11 @@ def build_pipelines(runtime: Runtime, model: Model, replicas: Sequence[tuple[Loc
     """One :class:`StagePipeline` per replica when ``model`` has two or more stages that fit its replicas.
 
     ``None`` (the model runs whole, as one job holding its replica's cores) for a model
-    without stages, or placed on replicas with fewer cores than it has stages.
+    without stages, or placed on replicas with fewer cores than it has stages. With fewer
+    stages than cores, the last stage holds the cores left over (so a model sharing them
+    still takes turns with it, as with the whole group on hardware).
     """
     stages = model.stages
     if not stages or len(stages) < 2 or any(len(cores) < len(stages) for cores in replicas):
         return None
-    return [StagePipeline(runtime, model, cores[: len(stages)], stages) for cores in replicas]
+    return [StagePipeline(runtime, model, cores, stages) for cores in replicas]

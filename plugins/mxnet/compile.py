@@ -18,6 +18,7 @@ from ncrt.errors import BadInputError
 from ncrt.manifest import Manifest, parse_compiler_args
 
 from .execute import FRAMEWORK
+from .pipeline import cut_into_stages
 
 __all__ = ["MANIFEST_ATTR", "compile", "manifest_of"]
 
@@ -70,12 +71,14 @@ def compile(sym: Any, args: Mapping[str, Any], aux: Mapping[str, Any], inputs: M
 
     ``inputs`` maps input names to example arrays (or shapes). ``flags`` (or
     ``compiler_args``) are neuron-cc options; ``--neuroncore-pipeline-cores N`` sets the
-    cores the model occupies when bound. The returned symbol carries the manifest in its
+    cores the model occupies when bound, and cuts it into N stages, one per core
+    (:mod:`ncrt.plugins.mxnet.pipeline`). The returned symbol carries the manifest in its
     ``__ncrt_manifest__`` attribute, kept by ``save_checkpoint``/``load_checkpoint``.
     """
     shapes = _as_shapes(inputs)
     _check_arguments(sym, args, aux, shapes)
     manifest = _build_manifest(sym, args, aux, inputs, shapes, dict(compile_args))
+    cut_into_stages(sym, args, aux, inputs, shapes, manifest, _symbol_name(sym, [n for n in args if n not in shapes]))
     return _with_manifest(sym, manifest), dict(args), dict(aux)
 
 
@@ -90,6 +93,13 @@ def _build_manifest(sym: Any, args: Mapping[str, Any], aux: Mapping[str, Any], i
         compiler_args=flags["args"], sha256=hashlib.sha256(params_digest(args, aux)).hexdigest(),
         extra={"compile_args": {key: repr(value) for key, value in compile_args.items()}},
     )
+
+
+def _symbol_name(sym: Any, params: list[str]) -> str:
+    """The Gluon prefix the parameters share (``modelB_dense0_weight`` -> ``modelB``), else the output's name."""
+    from .model import model_name
+
+    return model_name(sym, params)
 
 
 def _dtype_name(value: Any) -> str:

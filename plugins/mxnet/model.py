@@ -20,6 +20,7 @@ from ncrt.model import Model
 
 from .compile import manifest_of
 from .execute import FRAMEWORK, SymbolPayload, as_ndarray, run_on_core
+from .pipeline import stage_specs
 from .placement import placement_request
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class NeuronExecutor:
         return f"<NeuronExecutor {self.loaded.name} on {self.placement} via {self.ctx!r}>"
 
 
-def _model_name(sym: Any, params: Sequence[str]) -> str:
+def model_name(sym: Any, params: Sequence[str]) -> str:
     """The Gluon prefix its parameters share (``modelB_dense0_weight`` -> ``modelB``), else its output."""
     shared = os.path.commonprefix(list(params)) if len(params) > 1 else ""
     if "_" in shared:
@@ -114,8 +115,8 @@ def bind(sym: Any, ctx: Any, args: Mapping[str, Any] | Sequence[Any], args_grad:
     _verify_params(manifest, args, aux, runtime)
     payload = SymbolPayload(sym, args, aux, manifest)
     # MXNet executors are not thread-safe: each is only touched by its core's executor thread.
-    model = Model(_model_name(sym, list(payload.args)), FRAMEWORK, manifest, payload, runner=run_on_core,
-                  inline=False)
+    model = Model(model_name(sym, list(payload.args)), FRAMEWORK, manifest, payload, runner=run_on_core,
+                  inline=False, stages=stage_specs(sym, args, aux, manifest))
     loaded = runtime.place(model, placement_request(ctx.neuron_index, manifest.pipeline_cores))
     return NeuronExecutor(loaded, ctx, payload)
 

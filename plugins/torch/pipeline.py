@@ -33,6 +33,7 @@ from ncrt.pipeline import StageSpec, balanced_stages, partition_record, warn_few
 from ncrt.topology import build_topology
 
 from .execute import TorchCall, TorchPayload, cpu_gate, import_torch, intra_op_threads
+from .execute import _replica_cpus as replica_cpus
 
 if TYPE_CHECKING:
     from ncrt.model import LoadedModel, Model
@@ -270,10 +271,11 @@ def stage_specs(module: Any, manifest: Manifest, shared_weights: bool) -> list[S
 
 
 def run_stage(model: Model, inputs: Any, core: LocalCore) -> Any:
-    """Run one stage on ``core``: that core's copy of the stage, with the intra-op threads of its CPUs."""
+    """Run one stage on ``core``: that core's copy of the stage, with the intra-op threads of the
+    CPUs of the cores the stage holds (one core; the last stage may hold the cores left over)."""
     module = model.replica_for(core.index, model.payload.make_replica)
     args, kwargs = inputs if isinstance(inputs, TorchCall) else (tuple(inputs), {})
-    cpus = tuple(core.cpus)
+    cpus = replica_cpus(model, core)
     with intra_op_threads(max(1, len(cpus))), cpu_gate(cpus), import_torch().no_grad():
         return module(*args, **kwargs)
 

@@ -57,7 +57,7 @@ def test_the_slowest_stage_is_as_fast_as_any_partition_allows(costs, stages):
 def test_fewer_stages_warn_once_naming_why():
     with pytest.warns(PipelineStagesWarning, match="cannot be cut into 4 stages: only 2 layers") as caught:
         note = warn_fewer_stages("tiny", 4, 2, "only 2 layers")
-    assert len(caught) == 1 and "as 2 stages on the first 2 cores of its 4-core group" in note
+    assert len(caught) == 1 and "as 2 stages on its 4-core group, the last stage holding the 3 cores left" in note
 
 
 # --------------------------------------------------------------------------- streaming

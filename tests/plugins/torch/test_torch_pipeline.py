@@ -242,16 +242,16 @@ def test_a_model_torch_fx_cannot_trace_gets_one_stage_and_says_why(inf1):
     assert traced.loaded.pipelines is None
 
 
-def test_fewer_stages_than_cores_run_on_the_first_cores_of_the_group(inf1):
+def test_with_fewer_stages_than_cores_the_last_stage_holds_the_rest(inf1):
     model = FewCuts().eval()
     with pytest.warns(PipelineStagesWarning, match="only 2 place.s. where every value crossing the cut is a tensor"
-                                                   ".*as 3 stages on the first 3 cores of its 4-core group"):
+                                                   ".*as 3 stages on its 4-core group, the last stage holding the 2"):
         traced = neuron.trace(model, torch.rand(2, 4), compiler_args="--neuroncore-pipeline-cores 4")
     assert traced.manifest.stage_count == 3
     x = torch.rand(2, 4)
     equal(traced(x), plain(model, x))
     assert traced.placement_label == "NC0-3"
-    assert [stage.core.index for stage in traced.loaded.pipelines[0].stages] == [0, 1, 2]
+    assert [[core.index for core in stage.cores] for stage in traced.loaded.pipelines[0].stages] == [[0], [1], [2, 3]]
 
 
 def test_dataparallel_replicates_whole_pipelines(inf1):
