@@ -434,6 +434,7 @@ class StagePipeline:
         return [
             {"replica": replica, "stage": stage.index, "core": stage.core.index,
              "global_core": stage.core.global_index, "cores": [core.index for core in stage.cores],
+             "global_cores": [core.global_index for core in stage.cores],
              "label": stage.spec.label, **stage.counters.snapshot()}
             for stage in self.stages
         ]
