@@ -192,15 +192,16 @@ class _Stage:
 class _Request:
     """One submitted job: its calls stream through the stages; the future gets them all back."""
 
-    __slots__ = ("future", "outputs", "remaining", "single", "failed", "running")
+    __slots__ = ("future", "outputs", "remaining", "single", "failed", "running", "caller")
 
-    def __init__(self, future: ExecutionFuture, calls: int, single: bool) -> None:
+    def __init__(self, future: ExecutionFuture, calls: int, single: bool, caller: int | None) -> None:
         self.future = future
         self.outputs: list[Any] = [None] * calls
         self.remaining = calls
         self.single = single
         self.failed = False
         self.running: dict[_Item, float] = {}
+        self.caller = caller  # the thread that may run this request's stages inline
 
 
 QUEUED, RUNNING, DONE, FAILED, SKIPPED, ABANDONED = range(6)
@@ -258,12 +259,19 @@ class StagePipeline:
 
     # -- submitting ----------------------------------------------------------------------
 
-    def submit(self, calls: Sequence[Any], single: bool,
-               on_done: Callable[[ExecutionFuture], None] | None = None) -> ExecutionFuture:
-        """Stream ``calls`` through the stages; the future holds their outputs (one if ``single``)."""
+    def submit(self, calls: Sequence[Any], single: bool, on_done: Callable[[ExecutionFuture], None] | None = None,
+               inline: bool = False) -> ExecutionFuture:
+        """Stream ``calls`` through the stages; the future holds their outputs (one if ``single``).
+
+        ``inline``: a synchronous call of one request may run each stage in the calling
+        thread while that stage's core is idle (holding the core, as ``nrt_execute`` does and
+        as the runtime does for every model), so an unloaded pipeline costs no thread
+        handoffs; a busy stage is queued on its core as usual.
+        """
         holder: list[_Request] = []
         future = ExecutionFuture(self.runtime.config.exec_timeout, lambda: self._time_out(holder[0]))
-        request = _Request(future, len(calls), single)
+        caller = threading.get_ident() if inline and len(calls) == 1 else None
+        request = _Request(future, len(calls), single, caller)
         holder.append(request)
         if on_done is not None:
             future.add_done_callback(on_done)
@@ -293,8 +301,13 @@ class StagePipeline:
         return ready
 
     def _dispatch(self, items: list[_Item]) -> None:
-        """Queue each item's stage as a job of that stage's core (outside the lock)."""
-        for item in items:
+        """Queue each item's stage as a job of that stage's core (outside the lock).
+
+        Items this thread may run inline go last, so the others are queued on their cores
+        before this thread gets busy with its own.
+        """
+        me = threading.get_ident()
+        for item in sorted(items, key=lambda item: item.request.caller == me):
             self._queue(self.stages[item.stage], item)
 
     def _queue(self, stage: _Stage, item: _Item) -> None:
@@ -302,6 +315,8 @@ class StagePipeline:
         future = ExecutionFuture(self.runtime.config.exec_timeout, lambda: executor.abandon(job))
         job = item.job = Job(stage.model, [item], stage.cores, future, True)
         future.add_done_callback(lambda _: self._stage_done(stage, item))
+        if item.request.caller == threading.get_ident() and executor.try_inline(job):
+            return
         executor.submit(job)
 
     # -- running a stage (in the stage core's executor thread) ----------------------------
@@ -394,7 +409,9 @@ class StagePipeline:
         where = (f"stage {stage.index} of {len(self.stages)} of model {self.model.name!r} on NeuronCore "
                  f"NC{core.index} (global nc{core.global_index})")
         if item.error is None:  # the core's executor gave the job up (a timeout) while it ran
-            return ExecTimeoutError(f"{where} did not finish within NEURON_RT_EXEC_TIMEOUT", core=core.index)
+            timeout = self.runtime.config.exec_timeout
+            return ExecTimeoutError(f"{where} did not finish within NEURON_RT_EXEC_TIMEOUT={timeout:g} s; "
+                                    "its cores were freed and stay usable", core=core.index)
         if isinstance(item.error, ExecutionError):
             return item.error
         error = ExecutionError(f"{where} failed: {type(item.error).__name__}: {item.error}", core=core.index)
@@ -416,8 +433,7 @@ class StagePipeline:
                 self._occupancy[item.stage] -= 1
             self._fail(request)
             ready = self._advance()
-        errors = [self.runtime.executor(self.stages[item.stage].core.index).abandon(item.job)
-                  for item in overdue if item.job is not None]
+        errors = [self._abandon(item) for item in overdue if item.job is not None]
         self._dispatch(ready)
         if errors:
             stage = self.stages[overdue[0].stage]
@@ -427,6 +443,12 @@ class StagePipeline:
             f"model {self.model.name!r} did not finish within NEURON_RT_EXEC_TIMEOUT={timeout:g} s",
             core=self.stages[0].core.index,
         )
+
+    def _abandon(self, item: _Item) -> ExecTimeoutError:
+        """Give up the item's stage job, inline (free its cores) or queued (reset its core)."""
+        executor = self.runtime.executor(self.stages[item.stage].core.index)
+        executor.abandon_inline(item.job)
+        return executor.abandon(item.job)
 
     # -- description ---------------------------------------------------------------------
 

@@ -175,7 +175,11 @@ class Runtime:
             loaded.release_replica(index)
             raise
         if loaded.pipelines:  # NeuronCore Pipeline: the calls stream through the replica's stages
-            return loaded.pipelines[index].submit(calls, single, lambda _: self._release(loaded, index, async_slot))
+            inline = not is_async and loaded.model.inline
+            if inline:
+                self._watchdog.ensure_started()
+            return loaded.pipelines[index].submit(calls, single, lambda _: self._release(loaded, index, async_slot),
+                                                  inline)
         future = ExecutionFuture(self.config.exec_timeout, lambda: executor.abandon(job))
         job = Job(loaded.model, calls, cores, future, single)
         future.add_done_callback(lambda _: self._release(loaded, index, async_slot))

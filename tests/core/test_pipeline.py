@@ -116,8 +116,17 @@ def test_outputs_equal_the_whole_model(inf1):
 def test_each_stage_runs_in_its_cores_executor(inf1):
     recorder = Recorder()
     loaded = pipelined(inf1, [recorder.stage(0, abs), recorder.stage(1, abs)])
-    loaded(0, -1)
+    loaded.submit((0, -1)).result()
     assert sorted((stage, thread) for stage, _, _, _, thread in recorder.intervals) == [(0, "ncrt-nc0"), (1, "ncrt-nc1")]
+    assert [c["executions"] for c in inf1.describe()["cores"]][:2] == [1, 1]
+
+
+def test_a_synchronous_call_runs_idle_stages_inline_holding_their_cores(inf1):
+    recorder = Recorder()
+    loaded = pipelined(inf1, [recorder.stage(0, abs), recorder.stage(1, abs)])
+    assert loaded(1, -1) == (1, 1)  # like nrt_execute: the caller's thread, holding each core in turn
+    assert sorted((stage, thread) for stage, _, _, _, thread in recorder.intervals) == [(0, "MainThread"),
+                                                                                       (1, "MainThread")]
     assert [c["executions"] for c in inf1.describe()["cores"]][:2] == [1, 1]
 
 
@@ -216,11 +225,27 @@ def test_a_stage_past_the_timeout_fails_its_request_and_resets_its_core(runtime_
     loaded = pipelined(runtime, [StageSpec(None, lambda m, v, c: v), slow])
     started = time.monotonic()
     with pytest.raises(ExecTimeoutError, match="stage 1 of 2.*NC1.*NEURON_RT_EXEC_TIMEOUT=0.3"):
-        loaded("slow")
+        loaded.submit(("slow",)).result()
     assert time.monotonic() - started < 2
     assert loaded("fast") == ("fast",)  # the core got a fresh worker
     assert runtime.describe()["cores"][1]["timeouts"] == 1
     release.set()
+
+
+def test_a_synchronous_stage_past_the_timeout_frees_its_core(runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge", NEURON_RT_EXEC_TIMEOUT="0.3")
+    release = threading.Event()
+    slow = StageSpec(None, lambda m, v, c: (release.wait(5) if v[0] == "slow" else None) or v)
+    loaded = pipelined(runtime, [StageSpec(None, lambda m, v, c: v), slow])
+    errors = []
+    caller = threading.Thread(target=lambda: errors.append(pytest.raises(ExecTimeoutError, loaded, "slow")))
+    caller.start()
+    time.sleep(0.8)  # the watchdog has freed NC1 meanwhile: other requests run
+    assert loaded.submit(("fast",)).result(timeout=2) == ("fast",)
+    release.set()
+    caller.join(5)
+    assert "NEURON_RT_EXEC_TIMEOUT=0.3" in str(errors[0].value)
+    assert runtime.describe()["cores"][1]["timeouts"] == 1
 
 
 def test_a_core_shared_with_another_model_counts_switches(inf1):
