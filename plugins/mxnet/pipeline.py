@@ -2,7 +2,7 @@
 
 ``mx.contrib.neuron.compile(sym, args, aux, inputs, flags=['--neuroncore-pipeline-cores', 'N'])``
 cuts the symbol's graph: its operators (in the symbol JSON's topological order) are run
-one by one on the example inputs, each bound on its own and timed (median of three
+one by one on the example inputs, each bound on its own and timed (the fastest of five
 forwards), and cut into ``N`` runs whose slowest one is as fast as possible
 (:func:`ncrt.pipeline.balanced_stages`). The partition (first and last operator of each
 stage) goes into the manifest, which the compiled symbol carries in its
@@ -19,7 +19,6 @@ stages and one :class:`~ncrt.pipeline.PipelineStagesWarning`.
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
@@ -37,8 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MXStagePayload", "SymbolGraph", "cut_into_stages", "run_stage", "stage_specs"]
 
-PROFILE_RUNS = 3
-COST_BASIS = "median forward time per MXNet operator on the example input"
+PROFILE_RUNS = 5
+COST_BASIS = "forward time per MXNet operator bound alone on the example input (fastest of 5 runs)"
 MANIFEST_ATTR = "__ncrt_manifest__"
 
 
@@ -176,7 +175,7 @@ def _profile(graph: SymbolGraph, args: Mapping[str, Any], aux: Mapping[str, Any]
             for result in results:
                 result.wait_to_read()
             times.append(time.perf_counter() - start)
-        costs.append(statistics.median(times[1:]))
+        costs.append(min(times[1:]))
         for entry, result in zip(made, results):
             values[graph.input_name(entry)] = result.copy()
     return costs, values

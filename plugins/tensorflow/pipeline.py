@@ -2,8 +2,8 @@
 
 ``tfn.trace(keras_model, example, compiler_args=['--neuroncore-pipeline-cores', 'N'])`` of a
 functional or sequential Keras model cuts its layer graph: the layer calls (graph nodes)
-in topological order are timed one by one on the example input (eager, median of three
-runs) and cut into ``N`` runs whose slowest one is as fast as possible
+in topological order are timed one by one on the example input (eager, the fastest of
+five runs) and cut into ``N`` runs whose slowest one is as fast as possible
 (:func:`ncrt.pipeline.balanced_stages`). Stage ``k`` is a ``tf.function``
 (``ncrt_stage_k`` on the traced module, saved in the SavedModel beside ``ncrt_infer``)
 that takes the tensors live into it and returns those live out of it; the last one
@@ -20,7 +20,6 @@ weights are TensorFlow's one loaded copy (each stage touches only its own layers
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -40,8 +39,8 @@ __all__ = ["STAGE_ENTRY", "TFStagePayload", "check_pipeline_replicas", "cut_into
            "record_uncut", "run_stage", "stage_specs"]
 
 STAGE_ENTRY = "ncrt_stage_"
-PROFILE_RUNS = 3
-COST_BASIS = "median eager time per Keras layer call on the example input"
+PROFILE_RUNS = 5
+COST_BASIS = "eager time per Keras layer call on the example input (fastest of 5 runs)"
 
 
 def _flatten(structure: Any) -> list[Any]:
@@ -113,7 +112,7 @@ class _LayerGraph:
             values[id(tensor)] = value
 
     def profile(self, examples: Sequence[Any]) -> tuple[list[float], dict[int, Any]]:
-        """Median seconds per node over a few eager runs, and every tensor's example value."""
+        """Seconds per node (its fastest of a few eager runs), and every tensor's example value."""
         timings: list[list[float]] = [[] for _ in self.nodes]
         values: dict[int, Any] = {}
         for _ in range(PROFILE_RUNS + 1):
@@ -122,7 +121,7 @@ class _LayerGraph:
                 start = time.perf_counter()
                 self._run_node(node, values)
                 timings[index].append(time.perf_counter() - start)
-        return [statistics.median(times[1:]) for times in timings], values
+        return [min(times[1:]) for times in timings], values
 
 
 def no_layer_graph(source: Any) -> str:

@@ -2,7 +2,8 @@
 
 At trace time (``trace(..., compiler_args=['--neuroncore-pipeline-cores', 'N'])``) the model
 is traced with ``torch.fx``; every operation of the graph is timed on the example input
-(median of three runs, with the intra-op threads of one core), and the operations are cut,
+(the fastest of five runs, with the intra-op threads of one core: on a busy host the
+fastest run is the one least disturbed), and the operations are cut,
 in graph order, into ``N`` stages whose slowest one is as fast as possible
 (:func:`ncrt.pipeline.balanced_stages`). A cut may only go where every value crossing it
 is a tensor (or a nest of tensors). Each stage becomes its own ``torch.fx.GraphModule``,
@@ -19,7 +20,6 @@ that core's CPUs. Importing this module does not import torch.
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -43,7 +43,7 @@ __all__ = ["STAGE_PREFIX", "cut_into_stages", "run_stage", "stage_modules", "sta
            "whole_replicas"]
 
 STAGE_PREFIX = "ncrt_stage"
-PROFILE_RUNS = 3
+PROFILE_RUNS = 5
 _UNIT_OPS = ("call_module", "call_function", "call_method")
 
 
@@ -72,7 +72,7 @@ class _Graph:
         self.costs, self.carryable = self._profile(args)
 
     def _profile(self, args: tuple) -> tuple[list[float], dict[Any, bool]]:
-        """Median seconds of each unit over a few runs, and which values could cross a cut."""
+        """Seconds of each unit (its fastest of a few runs), and which values could cross a cut."""
         torch = import_torch()
         timings: dict[Any, list[float]] = {node: [] for node in self.units}
         carryable: dict[Any, bool] = {}
@@ -90,7 +90,7 @@ class _Graph:
         with intra_op_threads(_cpus_per_core()), torch.no_grad():
             for _ in range(PROFILE_RUNS + 1):
                 Profiler(graph.module).run(*args)
-        return [statistics.median(timings[node][1:]) for node in self.units], carryable
+        return [min(timings[node][1:]) for node in self.units], carryable
 
     def _last_use(self, node: Any) -> int:
         uses = [len(self.units) if user is self.output else self.position.get(user, -1) for user in node.users]
@@ -243,7 +243,7 @@ def cut_into_stages(model: Any, traced: Any, args: tuple, manifest: Manifest, na
             if not _same_outputs(pipelined(*args), traced(*args)):
                 pipelined, entries, reason = None, [], "its stages do not reproduce the traced model's outputs"
     note = warn_fewer_stages(name, requested, len(entries) or 1, reason) if reason else ""
-    basis = f"median time per torch.fx operation on the example input, {_cpus_per_core()} intra-op thread(s)"
+    basis = f"fastest of 5 runs per torch.fx operation on the example input, {_cpus_per_core()} intra-op thread(s)"
     manifest.partition = partition_record(requested, entries, basis, note)
     return pipelined if pipelined is not None else traced
 

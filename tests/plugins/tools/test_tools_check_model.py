@@ -103,7 +103,7 @@ def test_the_stage_partition_of_a_pipelined_model(ncrt_command, tmp_path):
     assert [stage["index"] for stage in stages] == [0, 1, 2] and stages[0]["first"] == "_0"
     assert sum(stage["param_bytes"] for stage in stages) == 4 * (32 * 16 + 16 + 16 * 8 + 8)
     text = ncrt_command("check-model", str(path), "--no-verify").stdout
-    assert "pipeline stages:    3 (cost: median time per torch.fx operation" in text
+    assert "pipeline stages:    3 (cost: fastest of 5 runs per torch.fx operation" in text
     assert "    stage 0 on core 0: _0 .. " in text and "    stage 2 on core 2: " in text
     assert "run this model with at least 3 NeuronCore(s)" in text
 
