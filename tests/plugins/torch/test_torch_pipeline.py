@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 from typing import Dict, Tuple
 
 import pytest
@@ -306,3 +309,16 @@ def test_ncg_groups_each_hold_one_pipeline(runtime_env, tmp_path):
     image = torch.rand(1, 3, 8, 8)
     equal(first(image), second(image))
     assert [s.core.index for s in second.loaded.pipelines[0].stages] == [2, 3]
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_in_quick_mode(python_env):
+    """A smoke run of benchmarks/bench_pipeline.py (its figures are for the docs, not asserted here)."""
+    bench = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_pipeline.py"
+    env = {k: v for k, v in python_env.items() if not k.startswith(("NEURON", "NCRT_INSTANCE"))}
+    result = subprocess.run([sys.executable, str(bench), "--quick"], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for line in ("ratio pipeline / 1 core:", "ratio pipeline / DataParallel on the same 2 cores:",
+                 "ratio pipeline / bare torch at its best:", "latency p50 pipeline / 1 core:", "load average"):
+        assert line in result.stdout
