@@ -118,9 +118,9 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def build(threads: int) -> tuple[list[Config], dict[str, Any]]:
+def build(threads: int, channels: int) -> tuple[list[Config], dict[str, Any]]:
     """The configurations, placed on the emulated cores (checked against the plain model first)."""
-    model = ConvNet().eval()
+    model = ConvNet(channels).eval()
     image = torch.rand(1, *SHAPE)
     one = neuron.trace(model, image)
     piped = neuron.trace(model, image, compiler_args=["--neuroncore-pipeline-cores", "2"])
@@ -188,13 +188,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one short round (a smoke test)")
     parser.add_argument("--threads", type=int, default=4, help="feeding threads (default 4)")
+    parser.add_argument("--channels", type=int, default=32, help="channels of the conv layers (default 32)")
     options = parser.parse_args()
     warnings.simplefilter("ignore")
     seconds, rounds, singles = (0.3, 1, 30) if options.quick else (1.5, 3, 150)
     runtime = ncrt.get_runtime()
     print(f"host CPUs: {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}; {runtime.topology.name}: "
-          f"{len(runtime.cores)} cores on CPUs {[list(c.cpus) for c in runtime.cores]}")
-    configs, extra = build(options.threads)
+          f"{len(runtime.cores)} cores on CPUs {[list(c.cpus) for c in runtime.cores]}; "
+          f"model: 10 conv layers x {options.channels} channels, batch 1 of {SHAPE}")
+    configs, extra = build(options.threads, options.channels)
     image = torch.rand(1, *SHAPE)
     measure(configs, image, seconds, rounds, singles)
     torch.set_num_threads(extra["default_threads"])

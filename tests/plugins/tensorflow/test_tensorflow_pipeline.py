@@ -82,7 +82,7 @@ def test_dict_outputs_saved_loaded_and_dynamically_batched_equal_the_unsplit_mod
     image, extra = rng().random((2, 8, 8, 3), "float32"), rng(1).random((2, 5), "float32")
     traced = tfn.trace(model, [image, extra], compiler_args="--neuroncore-pipeline-cores 2")
     traced.save(tmp_path / "piped")
-    unsplit = tfn.trace(model, [image, extra]).save(tmp_path / "whole")
+    tfn.trace(model, [image, extra]).save(tmp_path / "whole")
     piped = tfn.load_model(tmp_path / "piped")
     whole = tfn.load_model(tmp_path / "whole", replicas=1)
     assert piped.loaded.pipelines is not None and piped.manifest.partition == traced.manifest.partition
@@ -210,3 +210,17 @@ def test_a_replica_that_cannot_fit_is_a_clear_error(inf1, tmp_path):
         tfn.load_model(tmp_path / "m", replicas=3)
     with pytest.raises(BadInputError, match="--neuroncore-pipeline-cores=1"):
         tfn.auto_multicore(tmp_path / "m", num_cores=4)  # seed 000: auto replication is for 1-core models
+
+
+def test_ncg_groups_each_hold_one_pipeline(runtime_env, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge", NEURONCORE_GROUP_SIZES="2,2")
+    model = tuple_outputs()
+    tfn.trace(model, np.zeros((1, 6), "float32"), compiler_args="--neuroncore-pipeline-cores 2").save(tmp_path / "m")
+    first, second = tfn.load_model(tmp_path / "m"), tfn.load_model(tmp_path / "m")
+    assert (first.placement, second.placement) == ("NC0-1", "NC2-3")
+    assert [s.core.index for s in second.loaded.pipelines[0].stages] == [2, 3]
+    x = rng().random((2, 6), "float32")
+    close(first(x)[1], second(x)[1])
+    close(second(x)[1], model(x)[1])

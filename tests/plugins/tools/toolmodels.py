@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import ncrt
 
 __all__ = ["WEIGHTS", "dense", "failing", "pipelined", "reference_dense"]
 
@@ -24,7 +29,7 @@ def failing(x: np.ndarray) -> np.ndarray:
     raise ValueError(f"bad batch of shape {x.shape}")
 
 
-def pipelined() -> "ncrt.Model":
+def pipelined() -> ncrt.Model:
     """``dense`` as a 2-stage NeuronCore Pipeline model: the matmul on one core, tanh on the next."""
     import ncrt
     from ncrt.pipeline import StageSpec

@@ -14,7 +14,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import ncrt  # noqa: E402
 from ncrt.errors import ExecutionError, PlacementError  # noqa: E402
 from ncrt.pipeline import PipelineStagesWarning  # noqa: E402
 from ncrt.plugins import torch as neuron  # noqa: E402
