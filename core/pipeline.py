@@ -17,7 +17,9 @@ NeuronCores, as specified by the --neuroncore-pipeline-cores compiler argument."
   ordinary job of that core's executor, on that core's CPUs. Stages are joined by bounded
   queues (:data:`STAGE_DEPTH` requests per stage), so request ``k+1`` runs in stage 0 while
   request ``k`` runs in stage 1. Nothing blocks a core's worker thread: a request that
-  finds the next stage full waits in the pipeline, not in a thread.
+  finds the next stage full waits in the pipeline, not in a thread. A synchronous call
+  runs each stage whose core is idle in the calling thread, holding that core (as the
+  runtime runs any synchronous call, like ``nrt_execute``); the others are queued.
 
 A pipelined call is admitted like any other (``NEURON_MAX_NUM_INFERS``,
 ``NEURON_RT_ASYNC_EXEC_MAX_INFLIGHT_REQUESTS``), shares cores with other models like any
@@ -319,7 +321,7 @@ class StagePipeline:
             return
         executor.submit(job)
 
-    # -- running a stage (in the stage core's executor thread) ----------------------------
+    # -- running a stage (in the stage core's executor thread, or inline in a caller's) -----
 
     def _runner(self, index: int) -> Runner:
         def run_stage(stage_model: Model, item: _Item, core: LocalCore) -> Any:
