@@ -12,6 +12,10 @@ Format 2 manifests are *sealed*: ``seal`` is the sha256 of the manifest's own co
 so that with ``NEURON_RT_VALIDATE_HASH=true`` the check covers the manifest as well as
 the payload (``sha256``). Format 1 manifests (no seal) are still read; their check
 covers the payload only.
+
+A model compiled for NeuronCore Pipeline also records its stage partition
+(``partition``, see :func:`ncrt.pipeline.partition_record`); manifests written before it
+existed read as having none.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ class Manifest:
 
     ``seal`` is set on manifests read back from JSON (``to_json`` computes it); ``origin``
     says where a manifest was read from, for error messages.
+
+    ``partition``: how a model compiled with ``--neuroncore-pipeline-cores N`` was cut into
+    stages (``{"requested": N, "stages": [...], "cost_basis": ..., "note": ...}``); empty
+    for a model that runs whole.
     """
 
     framework: str
@@ -60,19 +68,28 @@ class Manifest:
     compiler_args: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    partition: dict[str, Any] = field(default_factory=dict)
     seal: str | None = field(default=None, compare=False, repr=False)
     origin: ClassVar[str | None] = None
 
     def content(self) -> dict[str, Any]:
-        """The fields the seal covers: every field but the seal itself."""
+        """The fields the seal covers: every field but the seal itself (and no empty
+        ``partition``, so manifests sealed before partitions existed keep their seal)."""
         data = asdict(self)
         data.pop("seal")
+        if not data["partition"]:
+            del data["partition"]
         return data
 
     def content_digest(self) -> str:
         """The sha256 of :meth:`content` in canonical JSON: what ``seal`` must be."""
         canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def stage_count(self) -> int:
+        """Pipeline stages the model was cut into (1: it runs whole)."""
+        return max(1, len(self.partition.get("stages", [])))
 
     def to_json(self) -> str:
         """The manifest as format 2 JSON, sealed over its content."""

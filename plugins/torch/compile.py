@@ -22,6 +22,7 @@ from .analyze import analyze_nodes, example_args, graph_nodes
 from .execute import FRAMEWORK, import_torch, remember_caller_threads
 from .model import NeuronModule, attach_manifest
 from .options import TraceOptions
+from .pipeline import cut_into_stages
 
 __all__ = ["jit_trace", "trace", "traceable"]
 
@@ -160,6 +161,7 @@ def trace(model: Any, example_inputs: Any, compiler_args: Any = None, *, compile
     operators = {"total_count": analysis["total_count"], "operator_count": analysis["operator_count"],
                  "neuron_selected": analysis["total_count"] if selected is None else selected}
     manifest = _build_manifest(args, outputs, compiler_args, options, operators)
+    traced = cut_into_stages(module, traced, args, manifest, name or _name_of(model, root), trace_kwargs)
     attach_manifest(traced, manifest)
     options.warn_ignored(selected, analysis["total_count"])
     options.warn_compiler_flags(manifest.compiler_args)

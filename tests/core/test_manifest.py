@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ncrt.errors import BadInputError, HashMismatchError, ModelLoadError
@@ -25,6 +27,18 @@ def test_manifest_round_trips_through_a_directory(tmp_path):
     manifest = Manifest("torch", batch_size=4, pipeline_cores=2, inputs=[{"shape": [4, 3]}])
     manifest.write(tmp_path)
     assert Manifest.read(tmp_path) == manifest
+
+
+def test_the_stage_partition_round_trips_and_older_manifests_have_none(tmp_path):
+    stages = [{"index": 0, "first": "a", "last": "b", "units": 2, "cost": 0.1, "param_bytes": 8, "inputs": [[1, 3]]},
+              {"index": 1, "first": "c", "last": "c", "units": 1, "cost": 0.1, "param_bytes": 4, "inputs": [[1, 2]]}]
+    manifest = Manifest("torch", pipeline_cores=2,
+                        partition={"requested": 2, "stages": stages, "cost_basis": "time", "note": ""})
+    manifest.write(tmp_path)
+    assert Manifest.read(tmp_path).partition == manifest.partition and manifest.stage_count == 2
+    older = json.loads(manifest.to_json())
+    del older["partition"]
+    assert Manifest.from_json(json.dumps(older)).stage_count == 1
 
 
 def test_missing_or_broken_manifest(tmp_path):
