@@ -321,19 +321,22 @@ class ExecutionFuture:
 class Job:
     """Calls of one model on one replica; ``single`` jobs return one output, not a list.
 
-    ``submitted`` starts the timeout clock; ``token`` is what the runtime needs to give
+    ``submitted`` starts the timeout clock (now, unless the work waited elsewhere before
+    becoming this job: a NeuronCore Pipeline call's clock runs from the end of its previous
+    stage); ``token`` is what the runtime needs to give
     back (in-flight limits, replica counts) once the job is settled, whoever settles it.
     """
 
     __slots__ = ("model", "calls", "replica", "future", "single", "submitted", "executor", "runner", "token")
 
     def __init__(self, model: Model, calls: Sequence[Any], replica: tuple[LocalCore, ...],
-                 future: ExecutionFuture, single: bool = True, token: Any = None) -> None:
+                 future: ExecutionFuture, single: bool = True, token: Any = None,
+                 submitted: float | None = None) -> None:
         self.model, self.calls, self.replica, self.future, self.single = model, calls, replica, future, single
         self.token = token
         self.executor: CoreExecutor | None = None
         self.runner: Runner | None = None
-        self.submitted = time.monotonic()
+        self.submitted = time.monotonic() if submitted is None else submitted
         future._job = self
 
     # the Deadline protocol, for the waiter in ExecutionFuture.result()

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable
 
 from .errors import BadInputError, HashMismatchError, ModelLoadError
 from .manifest_schema import manifest_problem
@@ -34,7 +33,6 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "Manifest",
-    "parse_compiler_args",
     "check_digest",
     "sha256_of",
     "verify_payload",
@@ -131,37 +129,6 @@ class Manifest:
         except OSError as error:
             raise ModelLoadError(f"the ncrt manifest {path} is not readable: {error}") from None
         return cls.from_json(text, source=path)
-
-
-def _pipeline_value(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise BadInputError(
-            f"--neuroncore-pipeline-cores={text!r} is not valid; accepted: a whole number >= 1"
-        )
-    return int(text)
-
-
-def parse_compiler_args(compiler_args: str | Sequence[str] | None) -> dict[str, Any]:
-    """Read the options ncrt honours from neuron-cc style arguments.
-
-    Returns ``{"pipeline_cores": N, "args": [...]}``; both ``--neuroncore-pipeline-cores N``
-    and ``--neuroncore-pipeline-cores=N`` are accepted, as a list or one string.
-    """
-    if compiler_args is None:
-        args: list[str] = []
-    elif isinstance(compiler_args, str):
-        args = shlex.split(compiler_args)
-    else:
-        args = [str(arg) for arg in compiler_args]
-    pipeline = 1
-    for position, arg in enumerate(args):
-        if arg == "--neuroncore-pipeline-cores":
-            if position + 1 >= len(args):
-                raise BadInputError("--neuroncore-pipeline-cores needs a value; accepted: a whole number >= 1")
-            pipeline = _pipeline_value(args[position + 1])
-        elif arg.startswith("--neuroncore-pipeline-cores="):
-            pipeline = _pipeline_value(arg.split("=", 1)[1])
-    return {"pipeline_cores": pipeline, "args": args}
 
 
 def _payload_paths(payload: str | Path | Iterable[str | Path]) -> list[Path]:

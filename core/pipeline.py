@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .errors import ExecTimeoutError, ExecutionError
 from .executor import ExecutionFuture, Job, caller_runner, current_runner
-from .placement import _caller_stacklevel
+from .placement import caller_stacklevel
 
 if TYPE_CHECKING:
     from .executor import CoreExecutor
@@ -142,7 +142,7 @@ def warn_fewer_stages(model: str, requested: int, stages: int, reason: str) -> s
                  f"{requested - stages + 1} cores left")
     note = (f"model {model!r} was compiled with --neuroncore-pipeline-cores={requested} but cannot be cut into "
             f"{requested} stages: {reason}; it runs {runs}")
-    warnings.warn(note, PipelineStagesWarning, stacklevel=_caller_stacklevel())
+    warnings.warn(note, PipelineStagesWarning, stacklevel=caller_stacklevel())
     return note
 
 # --------------------------------------------------------------------------- stages at run time
@@ -349,8 +349,8 @@ class StagePipeline:
                     self._occupancy[index - 1] -= 1
                 self._occupancy[index] += 1
                 stage = self.stages[index]
-                item.job = job = Job(stage.model, (item,), stage.cores, ExecutionFuture(), True)
-                job.submitted = item.since  # the call's clock, not the job's: waiting here was waiting
+                # the call's clock, not the job's: waiting to enter the stage was waiting
+                item.job = Job(stage.model, (item,), stage.cores, ExecutionFuture(), True, submitted=item.since)
                 ready.append(item)
         return ready
 

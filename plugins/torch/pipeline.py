@@ -31,8 +31,7 @@ from ncrt.manifest import Manifest
 from ncrt.pipeline import StageSpec, balanced_stages, partition_record, warn_fewer_stages
 from ncrt.topology import build_topology
 
-from .execute import TorchCall, TorchPayload, cpu_gate, import_torch, intra_op_threads
-from .execute import _replica_cpus as replica_cpus
+from .execute import TorchCall, TorchPayload, cpu_gate, import_torch, intra_op_threads, replica_cpus
 
 if TYPE_CHECKING:
     from ncrt.model import LoadedModel, Model

@@ -5,22 +5,7 @@ import json
 import pytest
 
 from ncrt.errors import BadInputError, HashMismatchError, ModelLoadError
-from ncrt.manifest import Manifest, parse_compiler_args, sha256_of, verify_payload
-
-
-@pytest.mark.parametrize("args,cores", [
-    (None, 1), ([], 1), (["--neuroncore-pipeline-cores", "16"], 16),
-    ("--neuroncore-pipeline-cores=4 --fast-math none", 4), (["--other", "1"], 1),
-])
-def test_pipeline_cores_from_compiler_args(args, cores):
-    assert parse_compiler_args(args)["pipeline_cores"] == cores
-
-
-@pytest.mark.parametrize("args", [["--neuroncore-pipeline-cores"], ["--neuroncore-pipeline-cores", "0"],
-                                  ["--neuroncore-pipeline-cores=x"]])
-def test_bad_pipeline_cores_are_clear_errors(args):
-    with pytest.raises(BadInputError, match="accepted: a whole number >= 1"):
-        parse_compiler_args(args)
+from ncrt.manifest import Manifest, sha256_of, verify_payload
 
 
 def test_manifest_round_trips_through_a_directory(tmp_path):

@@ -108,7 +108,8 @@ def inf1(runtime_env):
 
 @pytest.mark.parametrize("args", [
     ["--neuroncore-pipeline-cores", "2"], "--neuroncore-pipeline-cores 3", ["--neuroncore-pipeline-cores=4"],
-    "--fast-math none --neuroncore-pipeline-cores=2",
+    "--fast-math none --neuroncore-pipeline-cores=2", ["--neuroncore-pipeline-cores 2"],
+    {"--neuroncore-pipeline-cores": 2}, {"--neuroncore-pipeline-cores": "3"},
 ])
 def test_every_spelling_of_the_flag_cuts_the_model(inf1, args):
     model = ConvChain().eval()
@@ -118,6 +119,13 @@ def test_every_spelling_of_the_flag_cuts_the_model(inf1, args):
     assert traced.manifest.stage_count == cores
     equal(traced(image), plain(model, image))
     assert [stage.core.index for stage in traced.loaded.pipelines[0].stages] == list(range(cores))
+
+
+@pytest.mark.parametrize("args", [["--neuroncore-pipeline-cores"], ["--neuroncore-pipeline-cores=0"],
+                                  "--neuroncore-pipeline-cores two", {"--neuroncore-pipeline-cores": -1}])
+def test_a_bad_pipeline_size_is_refused_by_the_one_flag_reader(inf1, args):
+    with pytest.raises(BadInputError, match="--neuroncore-pipeline-cores.*accepted"):
+        neuron.trace(ConvChain().eval(), torch.rand(1, 3, 8, 8), compiler_args=args)
 
 
 def test_multi_input_tuple_and_dict_outputs_equal_the_unsplit_model(inf1):
