@@ -67,12 +67,14 @@ class Config:
     prepare: Callable[[], None] = lambda: None
     kind: str = ""
     best: float = 0.0
+    cpu_per_request: float = 0.0  # process CPU seconds per request in the best round
     latencies: list[float] = field(default_factory=list)
     single: list[float] = field(default_factory=list)
 
 
-def feed(config: Config, image: torch.Tensor, seconds: float) -> tuple[float, list[float]]:
-    """Requests/s of ``config.threads`` threads calling it for ``seconds``, and every call's latency."""
+def feed(config: Config, image: torch.Tensor, seconds: float) -> tuple[float, list[float], float]:
+    """Requests/s of ``config.threads`` threads calling it for ``seconds``, every call's latency,
+    and the process's CPU seconds per request meanwhile (every thread: feeders, cores' workers, runners)."""
     config.prepare()
     latencies: list[list[float]] = [[] for _ in range(config.threads)]
     start_line = threading.Barrier(config.threads + 1)
@@ -91,14 +93,14 @@ def feed(config: Config, image: torch.Tensor, seconds: float) -> tuple[float, li
     threads = [threading.Thread(target=work, args=(mine,)) for mine in latencies]
     for thread in threads:
         thread.start()
-    begin = time.perf_counter()
+    begin, cpu = time.perf_counter(), time.process_time()
     deadline[0] = begin + seconds
     start_line.wait()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - begin
+    elapsed, cpu = time.perf_counter() - begin, time.process_time() - cpu
     every = [value for mine in latencies for value in mine]
-    return len(every) / elapsed, every
+    return len(every) / elapsed, every, cpu / max(1, len(every))
 
 
 def one_at_a_time(config: Config, image: torch.Tensor, count: int) -> list[float]:
@@ -150,9 +152,9 @@ def measure(configs: list[Config], image: torch.Tensor, seconds: float, rounds: 
         feed(config, image, 0.1)
     for _ in range(rounds):
         for config in configs:
-            rate, latencies = feed(config, image, seconds)
+            rate, latencies, cpu = feed(config, image, seconds)
             if rate > config.best:
-                config.best, config.latencies = rate, latencies
+                config.best, config.latencies, config.cpu_per_request = rate, latencies, cpu
             single = one_at_a_time(config, image, singles)
             if not config.single or statistics.median(single) < statistics.median(config.single):
                 config.single = single
@@ -164,7 +166,8 @@ def best(configs: list[Config], kind: str) -> Config:
 
 def report(configs: list[Config], threads: int, extra: dict[str, Any]) -> None:
     for config in configs:
-        print(f"  {config.label}: {config.best:7.1f} requests/s; under load p50 "
+        print(f"  {config.label}: {config.best:7.1f} requests/s, {1000 * config.cpu_per_request:5.2f} ms CPU each; "
+              f"under load p50 "
               f"{1000 * percentile(config.latencies, 50):6.2f} ms p99 {1000 * percentile(config.latencies, 99):6.2f} ms;"
               f" one at a time p50 {1000 * percentile(config.single, 50):6.2f} ms "
               f"p99 {1000 * percentile(config.single, 99):6.2f} ms")
@@ -173,6 +176,11 @@ def report(configs: list[Config], threads: int, extra: dict[str, Any]) -> None:
     print(f"ratio pipeline / 1 core: {piped.best / one.best:.2f} (goal >= 1.6, {threads} feeding threads, batch 1)")
     print(f"ratio pipeline / DataParallel on the same 2 cores: {piped.best / parallel.best:.2f} (reported)")
     print(f"ratio pipeline / bare torch at its best: {piped.best / bare.best:.2f} (goal >= 1.0)")
+    streams = [c for c in configs if c.kind == "bare" and "x 1 intra-op" in c.label]
+    headroom = max(streams, key=lambda c: c.threads).best / min(streams, key=lambda c: c.threads).best
+    print(f"what this host gave two parallel streams in this run: DataParallel / 1 core {parallel.best / one.best:.2f}, "
+          f"bare torch {threads} threads / 1 thread (1 intra-op thread each) {headroom:.2f} (2.0 on 2 idle CPUs)")
+    print(f"CPU per request pipeline / 1 core: {piped.cpu_per_request / one.cpu_per_request:.2f}")
     loaded = percentile(piped.latencies, 50) / percentile(one.latencies, 50)
     alone = percentile(piped.single, 50) / percentile(one.single, 50)
     print(f"latency p50 pipeline / 1 core: {alone:.2f} one request at a time, {loaded:.2f} under load "
@@ -182,6 +190,30 @@ def report(configs: list[Config], threads: int, extra: dict[str, Any]) -> None:
                                     for s in stages))
     busy = extra["piped"].loaded.describe()["stages"]
     print("stage busy seconds: " + ", ".join(f"NC{s['core']} {s['busy_seconds']:.2f}" for s in busy))
+    inside = [1000 * s["busy_seconds"] / max(1, s["executions"]) for s in busy]
+    alone = stage_times_alone(extra["piped"])
+    print("stage ms per call in the pipeline (all rounds) / alone in one thread: " + "; ".join(
+        f"stage {k} {ms:.2f} / {solo:.2f}" for k, (ms, solo) in enumerate(zip(inside, alone))))
+
+
+def stage_times_alone(piped: Any, runs: int = 200) -> list[float]:
+    """Each stage module's CPU ms per call run alone in this thread with 1 intra-op thread (no pipeline)."""
+    from ncrt.plugins.torch.pipeline import stage_modules
+
+    stages = stage_modules(piped.script_module, piped.manifest) or []
+    values: Any = (torch.rand(1, *SHAPE),)
+    found = []
+    torch.set_num_threads(1)
+    with torch.no_grad():
+        for stage in stages:
+            for _ in range(20):
+                stage(*values)
+            started = time.thread_time()
+            for _ in range(runs):
+                out = stage(*values)
+            found.append(1000 * (time.thread_time() - started) / runs)
+            values = out if isinstance(out, tuple) else (out,)
+    return found
 
 
 def main() -> None:
