@@ -15,8 +15,11 @@ with one image each.
 Printed: requests/s of each and the ratios pipeline / 1 core (goal >= 1.6), pipeline /
 DataParallel (reported), pipeline / bare torch (goal >= 1.0); p50/p99 latency of each at
 batch 1 under that load, and of single requests one after another (seed 003's "strict
-latency budget": pipeline p50 <= 1.2 x the 1-core p50); and the host's load average,
-since timings on a shared host move with what else runs.
+latency budget": pipeline p50 <= 1.2 x the 1-core p50); the process's CPU time per
+request of each; what the host gave two parallel streams in the same run (DataParallel /
+1 core, bare torch 4 threads / 1 thread: the ceiling of a 2-stage pipeline there); each
+stage's time per call in the pipeline against alone; and the host's load average, since
+timings on a shared host move with what else runs.
 
 Run: ``python benchmarks/bench_pipeline.py [--quick]`` (quick: a few seconds; full: about a minute).
 """
