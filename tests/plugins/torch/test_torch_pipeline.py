@@ -271,6 +271,19 @@ def test_dataparallel_refuses_pipelines_as_seed_001_says(inf1):
         neuron.DataParallel(traced)
 
 
+@pytest.mark.parametrize("shared", ["false", "true"])
+def test_each_stage_core_holds_only_its_stages_weights(runtime_env, shared):
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge", NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS=shared)
+    model = ConvChain().eval()
+    traced = neuron.trace(model, torch.rand(1, 3, 8, 8), compiler_args="--neuroncore-pipeline-cores 2")
+    traced(torch.rand(1, 3, 8, 8))  # each stage made its copy on its core
+    whole = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+    stages = traced.manifest.partition["stages"]
+    assert sum(stage["param_bytes"] for stage in stages) == whole and all(stage["param_bytes"] < whole for stage in stages)
+    assert neuron.weight_bytes(traced.loaded) == whole  # one copy of the model in all, split over its cores
+    assert not traced.loaded.model.replicas  # the whole model was never copied onto a core
+
+
 def test_a_process_with_fewer_cores_than_the_pipeline_cannot_hold_a_replica(runtime_env):
     runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge", NEURON_RT_NUM_CORES="1")
     traced = neuron.trace(ConvChain().eval(), torch.rand(1, 3, 8, 8), compiler_args="--neuroncore-pipeline-cores 2")
