@@ -30,6 +30,12 @@ Where a call runs:
 
 Models that must only be touched by one thread (``Model.inline`` False) always run on
 their core's worker.
+
+Work that is not one job — a NeuronCore Pipeline request, whose calls pass through several
+cores' jobs (:mod:`ncrt.pipeline`) — keeps the same promise through the same future: it
+settles the future itself (:meth:`ExecutionFuture.settle`) and has ``result()`` enforce its
+own deadline (:meth:`ExecutionFuture.enforce`, :class:`Deadline`); the :class:`Watchdog`
+scans it when it is registered there (:meth:`Watchdog.watch`).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
 
 from .errors import ExecTimeoutError, ExecutionError, ForeignModelError
 
@@ -53,11 +59,14 @@ if TYPE_CHECKING:
 __all__ = [
     "CoreCounters",
     "CoreSlot",
+    "Deadline",
     "ExecutionFuture",
+    "Overdue",
     "Job",
     "CoreExecutor",
     "Runner",
     "Watchdog",
+    "current_runner",
     "executor_core",
     "process_generation",
 ]
@@ -151,6 +160,29 @@ class CoreSlot:
             self._lock.release()
 
 
+class Deadline(Protocol):
+    """What ``ExecutionFuture.result()`` enforces: work with a deadline that its waiter may abandon.
+
+    A :class:`Job` is one; so is any work that settles a future itself and passes itself
+    to :meth:`ExecutionFuture.enforce` (a NeuronCore Pipeline request).
+    """
+
+    submitted: float
+    """When the work was submitted: no deadline is earlier than ``submitted + timeout``."""
+    runner: Runner | None
+    """The caller's runner, if the work's first call runs there (the waiter yields to it first)."""
+
+    @property
+    def timeout(self) -> float:
+        """``NEURON_RT_EXEC_TIMEOUT`` in seconds (0: none; the waiter then just waits)."""
+
+    def deadline(self) -> float:
+        """When the work times out now (``time.monotonic()`` seconds); it may move later with progress."""
+
+    def abandon(self) -> None:
+        """Give up on the work past its deadline: settle its future with ExecTimeoutError, free its cores."""
+
+
 class ExecutionFuture:
     """The result of a job; ``result()`` enforces the execution timeout.
 
@@ -174,6 +206,27 @@ class ExecutionFuture:
 
     def done(self) -> bool:
         return self._finished
+
+    def enforce(self, work: Deadline) -> None:
+        """Have ``result()`` enforce ``work``'s deadline, abandoning it once it is past.
+
+        A :class:`Job` does this for its own future; work that settles a future itself
+        (see :meth:`settle`) passes itself. Only the waiter-side promise changes: the
+        work must still settle the future, with its outputs or an error.
+        """
+        self._job = work
+
+    def settle(self, value: Any = None, error: BaseException | None = None) -> bool:
+        """Store the outcome and wake the waiters, unless the future was settled already.
+
+        For work that is not one :class:`Job` (a job's own future is settled by whoever
+        runs or abandons it). True if this call settled the future, False if another
+        party (the work's end, its abandonment) was first.
+        """
+        if not self._take():
+            return False
+        self._settle(value, error)
+        return True
 
     def _take(self) -> bool:
         """Claim the right to settle this future; True for the first claimant only."""
@@ -211,22 +264,22 @@ class ExecutionFuture:
                 "or load the model in this one"
             )
         job = self._job
-        if job is None or job.executor.timeout <= 0:
+        if job is None or job.timeout <= 0:
             if not self._acquire(timeout):
                 raise TimeoutError(f"no result within {timeout} s")
             return
         if job.runner is not None and self._yield_to_runner():
             return
         if timeout is None:  # the usual wait: until the earliest possible deadline, in one call
-            first = job.submitted + job.executor.timeout - time.monotonic()
+            first = job.submitted + job.timeout - time.monotonic()
             if first > 0 and self._acquire(first):
                 return
         until = None if timeout is None else time.monotonic() + timeout
         while True:
             now = time.monotonic()
-            deadline = job.executor.deadline(job)
+            deadline = job.deadline()
             if now >= deadline:
-                job.executor.abandon(job)
+                job.abandon()
             if until is not None and now >= until and not self._finished:
                 raise TimeoutError(f"no result within {timeout} s")
             step = deadline - now if until is None else min(deadline, until) - now
@@ -268,20 +321,35 @@ class ExecutionFuture:
 class Job:
     """Calls of one model on one replica; ``single`` jobs return one output, not a list.
 
-    ``submitted`` starts the timeout clock; ``token`` is what the runtime needs to give
+    ``submitted`` starts the timeout clock (now, unless the work waited elsewhere before
+    becoming this job: a NeuronCore Pipeline call's clock runs from the end of its previous
+    stage); ``token`` is what the runtime needs to give
     back (in-flight limits, replica counts) once the job is settled, whoever settles it.
     """
 
     __slots__ = ("model", "calls", "replica", "future", "single", "submitted", "executor", "runner", "token")
 
     def __init__(self, model: Model, calls: Sequence[Any], replica: tuple[LocalCore, ...],
-                 future: ExecutionFuture, single: bool = True, token: Any = None) -> None:
+                 future: ExecutionFuture, single: bool = True, token: Any = None,
+                 submitted: float | None = None) -> None:
         self.model, self.calls, self.replica, self.future, self.single = model, calls, replica, future, single
         self.token = token
         self.executor: CoreExecutor | None = None
         self.runner: Runner | None = None
-        self.submitted = time.monotonic()
+        self.submitted = time.monotonic() if submitted is None else submitted
         future._job = self
+
+    # the Deadline protocol, for the waiter in ExecutionFuture.result()
+
+    @property
+    def timeout(self) -> float:
+        return self.executor.timeout
+
+    def deadline(self) -> float:
+        return self.executor.deadline(self)
+
+    def abandon(self) -> None:
+        self.executor.abandon(self)
 
 
 class CoreExecutor:
@@ -329,13 +397,17 @@ class CoreExecutor:
     def stop(self) -> None:
         self._queue.put(None)
 
-    def try_runner(self, job: Job) -> bool:
+    def try_runner(self, job: Job, runner: Runner | None = None) -> bool:
         """Hand ``job`` to the calling thread's :class:`Runner` if the core is idle.
 
-        Returns False (and does nothing) when jobs are queued or a core of the replica is
-        busy: the job must then be queued.
+        ``runner``: another runner to hand it to instead, idle or about to be; a runner's
+        own thread (:func:`current_runner`) may hand itself the next call of the work it
+        is finishing, which it then runs as soon as it returns to its loop (a NeuronCore
+        Pipeline request's next stage). Returns False (and does nothing) when that runner
+        is busy, jobs are queued, or a core of the replica is busy: the job must then be
+        queued.
         """
-        runner = caller_runner()
+        runner = runner or caller_runner()
         if not runner.idle or not self._queue.empty() or not self._take_slots(job):
             return False
         job.executor, job.runner = self, runner
@@ -585,6 +657,7 @@ class Runner:
         self._queue.put(None)
 
     def _loop(self) -> None:
+        _thread_state.runner = self
         while True:
             item = self._next()
             if item is None or self.retired:
@@ -608,6 +681,11 @@ class Runner:
         return queue_.get()
 
 
+def current_runner() -> Runner | None:
+    """The :class:`Runner` whose thread this is (None in any other thread)."""
+    return getattr(_thread_state, "runner", None)
+
+
 class _CallerToken:
     """Lives in the caller thread's locals; when the thread ends, its runner stops."""
 
@@ -628,13 +706,25 @@ def caller_runner() -> Runner:
 # --------------------------------------------------------------------------- watchdog
 
 
+class Overdue(Protocol):
+    """Work the :class:`Watchdog` scans besides the executors' jobs (see :meth:`Watchdog.watch`)."""
+
+    def overdue(self, now: float) -> Iterable[Any]:
+        """The pieces of work past their deadline at ``now``."""
+
+    def abandon(self, work: Any) -> None:
+        """Give one of them up (as :meth:`CoreExecutor.abandon` gives up a job)."""
+
+
 class Watchdog:
     """Abandons running jobs past their deadline, whether or not anyone waits for them.
 
     Callers waiting in ``result()`` enforce their own deadline exactly; this thread frees
     cores held by jobs nobody waits for (fire-and-forget submissions, callbacks), so the
     core serves other models. One daemon thread per runtime, started on the first job,
-    scanning every ``min(1 s, T/20)``; it costs the per-call path nothing.
+    scanning every ``min(1 s, T/20)``; it costs the per-call path nothing. Work that waits
+    outside any core's queue (requests between NeuronCore Pipeline stages) is scanned too
+    once its owner registers with :meth:`watch`.
     """
 
     def __init__(self, executors: Callable[[], Sequence[CoreExecutor]], timeout: float) -> None:
@@ -643,6 +733,15 @@ class Watchdog:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._watched: weakref.WeakSet[Overdue] = weakref.WeakSet()
+
+    def watch(self, source: Overdue) -> None:
+        """Scan ``source`` too: abandon what ``source.overdue(now)`` lists with ``source.abandon``.
+
+        Held weakly: a source nobody else keeps (an unloaded model's pipeline) drops out.
+        """
+        with self._lock:
+            self._watched.add(source)
 
     @property
     def period(self) -> float:
@@ -661,6 +760,11 @@ class Watchdog:
             for executor in self._executors():
                 for job in executor.overdue(now):
                     executor.abandon(job)
+            with self._lock:
+                sources = list(self._watched)
+            for source in sources:
+                for work in source.overdue(now):
+                    source.abandon(work)
 
     def stop(self) -> None:
         self._stopped.set()

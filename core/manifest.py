@@ -12,16 +12,19 @@ Format 2 manifests are *sealed*: ``seal`` is the sha256 of the manifest's own co
 so that with ``NEURON_RT_VALIDATE_HASH=true`` the check covers the manifest as well as
 the payload (``sha256``). Format 1 manifests (no seal) are still read; their check
 covers the payload only.
+
+A model compiled for NeuronCore Pipeline also records its stage partition
+(``partition``, see :func:`ncrt.pipeline.partition_record`); manifests written before it
+existed read as having none.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable
 
 from .errors import BadInputError, HashMismatchError, ModelLoadError
 from .manifest_schema import manifest_problem
@@ -30,7 +33,6 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "Manifest",
-    "parse_compiler_args",
     "check_digest",
     "sha256_of",
     "verify_payload",
@@ -46,6 +48,10 @@ class Manifest:
 
     ``seal`` is set on manifests read back from JSON (``to_json`` computes it); ``origin``
     says where a manifest was read from, for error messages.
+
+    ``partition``: how a model compiled with ``--neuroncore-pipeline-cores N`` was cut into
+    stages (``{"requested": N, "stages": [...], "cost_basis": ..., "note": ...}``); empty
+    for a model that runs whole.
     """
 
     framework: str
@@ -60,19 +66,28 @@ class Manifest:
     compiler_args: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    partition: dict[str, Any] = field(default_factory=dict)
     seal: str | None = field(default=None, compare=False, repr=False)
     origin: ClassVar[str | None] = None
 
     def content(self) -> dict[str, Any]:
-        """The fields the seal covers: every field but the seal itself."""
+        """The fields the seal covers: every field but the seal itself (and no empty
+        ``partition``, so manifests sealed before partitions existed keep their seal)."""
         data = asdict(self)
         data.pop("seal")
+        if not data["partition"]:
+            del data["partition"]
         return data
 
     def content_digest(self) -> str:
         """The sha256 of :meth:`content` in canonical JSON: what ``seal`` must be."""
         canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def stage_count(self) -> int:
+        """Pipeline stages the model was cut into (1: it runs whole)."""
+        return max(1, len(self.partition.get("stages", [])))
 
     def to_json(self) -> str:
         """The manifest as format 2 JSON, sealed over its content."""
@@ -114,37 +129,6 @@ class Manifest:
         except OSError as error:
             raise ModelLoadError(f"the ncrt manifest {path} is not readable: {error}") from None
         return cls.from_json(text, source=path)
-
-
-def _pipeline_value(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise BadInputError(
-            f"--neuroncore-pipeline-cores={text!r} is not valid; accepted: a whole number >= 1"
-        )
-    return int(text)
-
-
-def parse_compiler_args(compiler_args: str | Sequence[str] | None) -> dict[str, Any]:
-    """Read the options ncrt honours from neuron-cc style arguments.
-
-    Returns ``{"pipeline_cores": N, "args": [...]}``; both ``--neuroncore-pipeline-cores N``
-    and ``--neuroncore-pipeline-cores=N`` are accepted, as a list or one string.
-    """
-    if compiler_args is None:
-        args: list[str] = []
-    elif isinstance(compiler_args, str):
-        args = shlex.split(compiler_args)
-    else:
-        args = [str(arg) for arg in compiler_args]
-    pipeline = 1
-    for position, arg in enumerate(args):
-        if arg == "--neuroncore-pipeline-cores":
-            if position + 1 >= len(args):
-                raise BadInputError("--neuroncore-pipeline-cores needs a value; accepted: a whole number >= 1")
-            pipeline = _pipeline_value(args[position + 1])
-        elif arg.startswith("--neuroncore-pipeline-cores="):
-            pipeline = _pipeline_value(arg.split("=", 1)[1])
-    return {"pipeline_cores": pipeline, "args": args}
 
 
 def _payload_paths(payload: str | Path | Iterable[str | Path]) -> list[Path]:

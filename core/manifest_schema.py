@@ -129,6 +129,61 @@ def fraction(value: Any) -> str | None:
     return "a number from 0 to 1"
 
 
+_STAGE_FIELDS: dict[str, tuple[Check, bool]] = {
+    "index": (int_in(0, MAX_CORES - 1), True),
+    "first": (_name, True),
+    "last": (_name, True),
+    "units": (int_in(1, INT_MAX), True),
+    "cost": (lambda value: None if isinstance(value, (int, float)) and not isinstance(value, bool)
+             and math.isfinite(value) and value >= 0 else "a finite number >= 0", False),
+    "param_bytes": (int_in(0, 2**53), False),
+    "inputs": (lambda value: None if isinstance(value, list) and len(value) <= MAX_SIGNATURE and all(
+        isinstance(shape, list) and len(shape) <= MAX_DIMS and all(_dimension(size) for size in shape)
+        for shape in value) else "a list of shapes (lists of whole numbers >= 0 or null)", False),
+}
+"""The fields of one stage of a NeuronCore Pipeline partition: (check, required)."""
+
+_PARTITION_FIELDS: dict[str, tuple[Check, bool]] = {
+    "requested": (int_in(1, MAX_CORES), True),
+    "stages": (lambda value: None if isinstance(value, list) and len(value) <= MAX_CORES
+               else f"a list of at most {MAX_CORES} stages", True),
+    "cost_basis": (text, False),
+    "note": (text, False),
+}
+
+
+def _fields_problem(value: Any, fields: Mapping[str, tuple[Check, bool]], what: str) -> str | None:
+    """What is wrong with an object of known ``fields`` (named ``what`` in the answer), or None."""
+    if not isinstance(value, dict):
+        return "an object"
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        return f"{what} with the fields {', '.join(fields)} only ({unknown[0]!r} is not one)"
+    for name, (check, required) in fields.items():
+        if name not in value:
+            if required:
+                return f"{what} with the field {name!r}"
+            continue
+        accepted = check(value[name])
+        if accepted:
+            return f"{what} whose {name} is {accepted} (not {_shown(value[name])})"
+    return None
+
+
+def _partition(value: Any) -> str | None:
+    """``{}`` (the model runs whole) or ``{"requested": N, "stages": [...], "cost_basis", "note"}``."""
+    if value == {}:
+        return None
+    problem = _fields_problem(value, _PARTITION_FIELDS, "an object")
+    if problem:
+        return f"{{}} or {problem}"
+    for position, stage in enumerate(value["stages"]):
+        problem = _fields_problem(stage, _STAGE_FIELDS, "an object")
+        if problem:
+            return f"{{}} or a partition whose stages are each {problem} (stage {position} is not)"
+    return None
+
+
 EXTRA_FIELDS: dict[str, Check] = {}
 """The typed keys of ``extra``, declared by the plugins that write them (:func:`declare_extra`)."""
 
@@ -166,6 +221,7 @@ FIELDS: dict[str, tuple[Check, bool]] = {
     "compiler_args": (texts, False),
     "extra": (_extra, False),
     "format_version": (int_in(1, 2), False),
+    "partition": (_partition, False),
     "seal": (_hex64, False),
 }
 """Every field of a manifest: (its check, whether it is required)."""
@@ -208,9 +264,33 @@ NAMED_INPUTS = ("tensorflow", "mxnet")
 """Frameworks whose plugins feed inputs by name: their input entries must carry one."""
 
 
+def _partition_problem(data: dict[str, Any]) -> str | None:
+    """A partition agrees with ``pipeline_cores``: asked for that many stages, cut into none
+    (uncut, with a note saying why) or 2 to that many, numbered in order, fewer explained."""
+    partition = data.get("partition") or {}
+    if not partition:
+        return None
+    cores, requested, stages = data.get("pipeline_cores", 1), partition["requested"], partition["stages"]
+    if requested != cores:
+        return f"partition.requested is {requested}, but pipeline_cores is {cores}"
+    if len(stages) == 1 or len(stages) > cores:
+        return (f"partition has {len(stages)} stage(s); accepted: none (the model runs whole) or 2 to "
+                f"pipeline_cores ({cores})")
+    misplaced = next((position for position, stage in enumerate(stages) if stage["index"] != position), None)
+    if misplaced is not None:
+        return f"partition.stages[{misplaced}] has index {stages[misplaced]['index']}; stages are numbered 0, 1, ... in order"
+    if len(stages) < requested and not partition.get("note"):
+        return (f"partition lists {len(stages)} stage(s) for {requested} pipeline cores but no note saying "
+                "why; a model cut into fewer stages records why")
+    return None
+
+
 def _consistency_problem(data: dict[str, Any]) -> str | None:
     """Inputs are named where the framework needs it; the compiled batch and the first
-    input's shape agree."""
+    input's shape agree; a NeuronCore Pipeline partition agrees with ``pipeline_cores``."""
+    problem = _partition_problem(data)
+    if problem:
+        return problem
     if data["framework"] in NAMED_INPUTS:
         unnamed = next((position for position, entry in enumerate(data.get("inputs") or []) if "name" not in entry), None)
         if unnamed is not None:

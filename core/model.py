@@ -8,9 +8,11 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .manifest import Manifest
+from .pipeline import build_pipelines
 
 if TYPE_CHECKING:
     from .executor import ExecutionFuture
+    from .pipeline import StagePipeline, StageSpec
     from .placement import Placement
     from .runtime import LocalCore, Runtime
 
@@ -40,10 +42,15 @@ class Model:
     thread (or on the caller's runner): the loading plugin hands it over with the model,
     so the runtime never asks the plugins again on the per-call path. The default,
     :func:`call_payload`, calls the payload with the positional inputs.
+
+    ``stages``: a model compiled for NeuronCore Pipeline hands over its stages too
+    (:class:`ncrt.pipeline.StageSpec`, one per core of a replica); placed on enough cores,
+    its calls then stream through them (:mod:`ncrt.pipeline`) instead of running whole.
     """
 
     def __init__(self, name: str, framework: str, manifest: Manifest, payload: Any, *,
-                 runner: Runner | None = None, inline: bool = True) -> None:
+                 runner: Runner | None = None, inline: bool = True,
+                 stages: Sequence[StageSpec] | None = None) -> None:
         self.serial = next(_serial)
         self.name = name
         self.framework = framework
@@ -53,6 +60,7 @@ class Model:
         self.replica_lock = threading.Lock()
         self.inline = inline
         self.runner = runner or call_payload
+        self.stages = list(stages) if stages else None
 
     @property
     def name(self) -> str:
@@ -66,7 +74,7 @@ class Model:
     def copy(self) -> Model:
         """A new model of the same payload and runner (placed separately: a new uid)."""
         return Model(self.name, self.framework, self.manifest, self.payload, runner=self.runner,
-                     inline=self.inline)
+                     inline=self.inline, stages=self.stages)
 
     def replica_for(self, core: int, make: Any) -> Any:
         """The per-core instance for ``core``, made once with ``make()``."""
@@ -87,7 +95,8 @@ class LoadedModel:
 
     Calls go to the least-loaded replica (round-robin among equals). ``run`` blocks,
     ``submit`` returns an :class:`ExecutionFuture`; ``run_many`` executes several calls
-    as one job on one replica.
+    as one job on one replica. ``pipelines``: for a model with stages, one
+    :class:`~ncrt.pipeline.StagePipeline` per replica (``None``: it runs whole).
     """
 
     def __init__(self, runtime: Runtime, model: Model, placement: Placement) -> None:
@@ -101,6 +110,7 @@ class LoadedModel:
         self._next = itertools.count()
         self._lock = threading.Lock()
         self.unloaded = False
+        self.pipelines: list[StagePipeline] | None = build_pipelines(runtime, model, self.replicas)
 
     @property
     def name(self) -> str:
@@ -183,7 +193,16 @@ class LoadedModel:
             "cores_per_replica": self.placement.cores_per_replica,
             "replicas": len(self.replicas),
             "label": self.placement.label,
+            **self._describe_stages(),
         }
+
+    def _describe_stages(self) -> dict[str, Any]:
+        """Each stage's core and counters, for a pipelined model (nothing otherwise)."""
+        if not self.pipelines:
+            return {}
+        return {"pipeline_stages": len(self.pipelines[0].stages),
+                "stages": [entry for replica, pipeline in enumerate(self.pipelines)
+                           for entry in pipeline.describe(replica)]}
 
     def __repr__(self) -> str:
         return f"<LoadedModel {self.model.uid} on {self.placement.label}>"

@@ -124,7 +124,8 @@ def _mapping_flags(options: Mapping[str, Any]) -> list[str]:
 
 
 def _pipeline_value(text: str) -> int:
-    if not str(text).isdigit() or int(text) < 1:
+    text = str(text)
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise BadInputError(f"{PIPELINE_CORES}={text!r} is not valid; accepted: a whole number >= 1")
     return int(text)
 

@@ -20,6 +20,7 @@ from .errors import PlacementError
 
 __all__ = [
     "ModelSwitchWarning",
+    "caller_stacklevel",
     "PlacementRequest",
     "Placement",
     "PlacementTable",
@@ -153,7 +154,7 @@ class PlacementTable:
                 names.remove(name)
 
 
-def _caller_stacklevel() -> int:
+def caller_stacklevel() -> int:
     """The stacklevel of the first frame outside ncrt, so a warning points at user code."""
     frame, level = sys._getframe(1), 1
     while frame is not None and frame.f_globals.get("__name__", "").startswith("ncrt"):
@@ -167,5 +168,5 @@ def warn_shared(name: str, cores: Iterable[int], shared: list[str]) -> None:
             f"model {name!r} on {label(cores)} shares NeuronCores with {', '.join(shared)}: "
             "they cannot run in parallel and each switch between them costs a model switch",
             ModelSwitchWarning,
-            stacklevel=_caller_stacklevel(),
+            stacklevel=caller_stacklevel(),
         )

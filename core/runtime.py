@@ -21,7 +21,7 @@ import pluggy
 
 from .config import Config, blocked_plugins, check_against_topology, parse_config
 from .errors import ForeignModelError, ModelLoadError, PlacementError, QueueFullError
-from .executor import CoreCounters, CoreExecutor, CoreSlot, ExecutionFuture, Job, Watchdog
+from .executor import CoreCounters, CoreExecutor, CoreSlot, ExecutionFuture, Job, Overdue, Watchdog
 from .logs import configure_logging, get_logger
 from .manager import plugin_manager, variable_table
 from .model import LoadedModel, Model
@@ -188,6 +188,12 @@ class Runtime:
                     self._watchdog.ensure_started()
         return executor
 
+    def watch(self, source: Overdue) -> None:
+        """Have the runtime's watchdog abandon ``source``'s overdue work too (:meth:`Watchdog.watch`):
+        how NeuronCore Pipeline requests waiting between stages keep ``NEURON_RT_EXEC_TIMEOUT``
+        when nobody waits for them."""
+        self._watchdog.watch(source)
+
     @staticmethod
     def _execute(model: Model, inputs: Any, core: LocalCore) -> Any:
         """Run ``model`` with the runner its plugin handed over at load (no hook call per call)."""
@@ -220,8 +226,12 @@ class Runtime:
         except QueueFullError:
             loaded.release_replica(index)
             raise
+        token = (loaded, index, async_slot)
+        if loaded.pipelines:  # NeuronCore Pipeline: the calls stream through the replica's stages
+            return loaded.pipelines[index].submit(calls, single, lambda: self._give_back(token),
+                                                  synchronous=not is_async)
         future = ExecutionFuture()
-        job = Job(loaded.model, calls, cores, future, single, token=(loaded, index, async_slot))
+        job = Job(loaded.model, calls, cores, future, single, token=token)
         if not is_async and loaded.model.inline:
             if self.config.exec_timeout > 0:
                 if executor.try_runner(job):
@@ -254,8 +264,16 @@ class Runtime:
         return slot
 
     def _release(self, job: Job) -> None:
-        """Give back what :meth:`submit` reserved for ``job`` (called once it is settled)."""
-        loaded, index, async_slot = job.token
+        """Give back what :meth:`submit` reserved for ``job`` (called once it is settled).
+
+        The stage jobs of a NeuronCore Pipeline request carry no token: the request holds
+        it and gives it back when it is settled.
+        """
+        if job.token is not None:
+            self._give_back(job.token)
+
+    def _give_back(self, token: tuple[LoadedModel, int, Tokens | None]) -> None:
+        loaded, index, async_slot = token
         loaded.release_replica(index)
         self._inflight.give()
         if async_slot is not None:

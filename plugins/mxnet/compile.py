@@ -29,6 +29,7 @@ from ncrt.manifest import Manifest
 from ncrt.neuron_cc import CompilerFlags, CompilerOptionWarning, flag_list, read_flags, warn_unknown
 
 from .execute import FRAMEWORK, is_label
+from .pipeline import cut_into_stages
 
 __all__ = [
     "MANIFEST_ATTR",
@@ -135,6 +136,7 @@ def compile_symbol(sym: Any, args: Mapping[str, Any], aux: Mapping[str, Any], in
     shapes = _as_shapes(inputs)
     _check_arguments(sym, args, aux, shapes)
     manifest = _build_manifest(sym, args, aux, inputs, shapes, compile_args)
+    cut_into_stages(sym, args, aux, inputs, shapes, manifest, _symbol_name(sym, [n for n in args if n not in shapes]))
     return _with_manifest(sym, manifest), dict(args), dict(aux)
 
 
@@ -155,6 +157,13 @@ def _build_manifest(sym: Any, args: Mapping[str, Any], aux: Mapping[str, Any], i
 def weights_of(args: Mapping[str, Any], inputs: Any) -> dict[str, Any]:
     """The parameters among ``args``: not an input, not a label (what the manifest's sha256 covers)."""
     return {name: value for name, value in args.items() if name not in inputs and not is_label(name)}
+
+
+def _symbol_name(sym: Any, params: list[str]) -> str:
+    """The Gluon prefix the parameters share (``modelB_dense0_weight`` -> ``modelB``), else the output's name."""
+    from .model import model_name
+
+    return model_name(sym, params)
 
 
 def _dtype_name(value: Any) -> str:

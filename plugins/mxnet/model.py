@@ -27,6 +27,7 @@ from ncrt.model import Model, unload_when_freed
 
 from .compile import manifest_of, weights_of
 from .execute import FRAMEWORK, SymbolPayload, as_ndarray, run_on_core
+from .pipeline import stage_specs
 from .placement import placement_request
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ def _ndarray(value: Any) -> Any:
     return value if ADAPTER.is_tensor(value) else ADAPTER.from_numpy(value)
 
 
-def _model_name(sym: Any, params: Sequence[str]) -> str:
+def model_name(sym: Any, params: Sequence[str]) -> str:
     """The Gluon prefix its parameters share (``modelB_dense0_weight`` -> ``modelB``), else its output."""
     shared = os.path.commonprefix(list(params)) if len(params) > 1 else ""
     if "_" in shared:
@@ -199,8 +200,8 @@ def _place(runtime: Runtime, sym: Any, ctx: Any, args: Mapping[str, Any], aux: M
     manifest = manifest_of(sym)
     payload = SymbolPayload(sym, args, aux, manifest)
     # MXNet executors are not thread-safe: each is only touched by its core's executor thread.
-    model = Model(_model_name(sym, list(payload.args)), FRAMEWORK, manifest, payload, runner=run_on_core,
-                  inline=False)
+    model = Model(model_name(sym, list(payload.args)), FRAMEWORK, manifest, payload, runner=run_on_core,
+                  inline=False, stages=stage_specs(sym, args, aux, manifest))
     loaded = runtime.place(model, placement_request(neuron_index(ctx), manifest.pipeline_cores))
     return NeuronExecutor(loaded, ctx, payload, sym, args, aux)
 

@@ -7,7 +7,8 @@ manifest's input order) and returns a dict of named outputs. The module is writt
 manifest goes to ``assets.extra/ncrt-manifest.json``; its sha256 covers every file of
 the SavedModel except the manifest. The compiled batch size is the example input's
 first dimension; ``--neuroncore-pipeline-cores N`` in ``compiler_args`` is the number
-of cores one replica needs. With dynamic batching the signature's batch dimension is
+of cores one replica needs, and ``trace`` of a functional or sequential Keras model cuts
+it into N stages, one per core (:mod:`ncrt.plugins.tensorflow.pipeline`). With dynamic batching the signature's batch dimension is
 left open (``None``), so one framework call can take several compiled-batch chunks.
 """
 
@@ -27,6 +28,7 @@ from .analyze import operator_report
 from .calling import InputStructure, callable_of, check_call, keyword_only_names, structure_of
 from .execute import ENTRY, FRAMEWORK, TFPayload, import_tf, load_saved_model, neuron_cc_flags, to_tensor
 from .model import load_model
+from .pipeline import cut_into_stages, record_uncut
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -48,6 +50,8 @@ __all__ = [
 ]
 
 ASSETS_EXTRA = "assets.extra"
+SAVED_MODEL_UNCUT = ("a SavedModel signature carries no Keras layer graph to cut (trace the Keras model with "
+                     "tensorflow.neuron.trace to pipeline it)")
 
 
 def manifest_path(directory: str | Path) -> Path:
@@ -325,6 +329,7 @@ def compile_saved_model(model_dir: str | Path, new_model_dir: str | Path, batch_
              "input_aliases": _feed_aliases(signature_inputs, model_feed_dict or {}),
              "on_neuron_ratio": report.on_neuron_ratio, "ignored_compile_options": ignored}
     manifest = _manifest(inputs, _output_entries(outputs), batch, dynamic_batch_size, compiler_args, extra)
+    record_uncut(manifest, model_name(Path(new_model_dir)), SAVED_MODEL_UNCUT)
     write_saved_model(module, new_model_dir, manifest)
     return {"OnNeuronRatio": report.on_neuron_ratio, "new_model_dir": str(new_model_dir), "batch_size": batch,
             "pipeline_cores": manifest.pipeline_cores, "operator_count": dict(report.counts),
@@ -444,7 +449,8 @@ def trace(func_or_model: Any, example_inputs: Any, subgraph_builder_function: An
     seen: dict[str, Any] = {}
     module = _trace_module(tf, func_or_model, structure, _tensor_specs(tf, inputs, dynamic), seen)
     entry = getattr(module, ENTRY)
-    outputs = entry(*[to_tensor(tf, a, e["dtype"]) for a, e in zip(arrays, inputs)])
+    tensors = [to_tensor(tf, a, e["dtype"]) for a, e in zip(arrays, inputs)]
+    outputs = entry(*tensors)
     report = operator_report(entry.get_concrete_function())
     extra = {"output_kind": seen["kind"], "output_names": seen["names"], "source": "trace",
              "input_structure": structure.to_record(), "operator_count": dict(report.counts),
@@ -455,6 +461,9 @@ def trace(func_or_model: Any, example_inputs: Any, subgraph_builder_function: An
         framework=FRAMEWORK, batch_size=batch, batch_dim=0, inputs=inputs, outputs=_output_entries(outputs),
         pipeline_cores=flags.pipeline_cores, dynamic_batching=dynamic, compiler_args=flags.args, extra=extra,
     )
+    name = getattr(func_or_model, "name", None) or type(func_or_model).__name__
+    cut_into_stages(module, func_or_model, structure, tensors, manifest, name, lambda result: _named_outputs(result)[0],
+                    outputs)
     return TracedModel(module, manifest)
 
 

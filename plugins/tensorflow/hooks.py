@@ -28,6 +28,7 @@ from .compat import patch_tensorflow, patch_tf_keras, tensorflow_neuron_module
 from .compile import TracedModel, embedded_manifest, is_compiled_dir, load_payload, model_name, read_manifest
 from .execute import CC_FLAGS_VARIABLE, ENTRY, FRAMEWORK, INTER_OP_VARIABLE, INTRA_OP_VARIABLE, TFPayload, run_on_core
 from .placement import AUTO_MULTICORE_KEY
+from .pipeline import stage_specs
 
 if TYPE_CHECKING:
     from ncrt.config import Config, VariableTable
@@ -48,11 +49,13 @@ declare_extra({
 def ncrt_load(artifact: Any, config: Config) -> Model | None:
     """A traced model, or a directory written by saved_model.compile / trace(...).save."""
     if isinstance(artifact, TracedModel):
-        return Model("traced", FRAMEWORK, artifact.manifest, artifact.payload, runner=run_on_core)
+        return Model("traced", FRAMEWORK, artifact.manifest, artifact.payload, runner=run_on_core,
+                     stages=stage_specs(artifact.module, artifact.manifest))
     restored = embedded_manifest(artifact) if not isinstance(artifact, (str, Path)) else None
     if restored is not None:  # an ncrt-compiled SavedModel loaded with tf.saved_model.load
         payload = TFPayload(getattr(artifact, ENTRY), artifact, [spec["dtype"] for spec in restored.inputs])
-        return Model("saved_model", FRAMEWORK, restored, payload, runner=run_on_core)
+        return Model("saved_model", FRAMEWORK, restored, payload, runner=run_on_core,
+                     stages=stage_specs(artifact, restored))
     if not is_compiled_dir(artifact):
         return None
     manifest = read_manifest(artifact)
@@ -60,7 +63,8 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
         return None
     verify_payload(manifest, artifact, config.validate_hash)
     payload = load_payload(artifact, manifest)
-    return Model(model_name(Path(artifact)), FRAMEWORK, manifest, payload, runner=run_on_core)
+    return Model(model_name(Path(artifact)), FRAMEWORK, manifest, payload, runner=run_on_core,
+                 stages=stage_specs(payload.holder, manifest))
 
 
 @hookimpl

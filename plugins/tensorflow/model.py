@@ -23,6 +23,7 @@ from ncrt.parallel import DataParallelRunner
 from ncrt.placement import PlacementRequest
 
 from .execute import FRAMEWORK, import_tf
+from .pipeline import check_pipeline_replicas
 from .placement import AUTO_MULTICORE_KEY, check_fits, default_replicas, replicas_asked
 
 if TYPE_CHECKING:
@@ -206,7 +207,8 @@ def load_model(artifact: Any, *, name: str | None = None, start: int | None = No
                replicas: int | None = None) -> NeuronModel:
     """Load an ncrt-compiled TensorFlow model and place it (next free group by default).
 
-    ``start`` (FlexEG start core), ``device_ids`` (exact cores, one replica each) and
+    ``start`` (FlexEG start core), ``device_ids`` (exact cores, one replica each, or one
+    whole pipeline per N cores for a model compiled for N pipeline cores) and
     ``device_index`` (a device-context index: the start core under runtime 2.x, a group
     index under the legacy ``NEURONCORE_GROUP_SIZES``) are passed through to placement;
     ``replicas`` defaults to the framework's replication (:func:`default_replicas`).
@@ -215,11 +217,13 @@ def load_model(artifact: Any, *, name: str | None = None, start: int | None = No
     model = load_artifact(runtime, artifact)
     if name:
         model.name = name
-    asked = len(device_ids) if device_ids is not None else replicas_asked(model.manifest, replicas)
+    check_pipeline_replicas(len(runtime.cores), model.manifest, replicas, device_ids)
+    width = model.manifest.pipeline_cores
+    asked = len(device_ids) // width if device_ids is not None else replicas_asked(model.manifest, replicas)
     if model.manifest.extra.get(AUTO_MULTICORE_KEY) and asked:
         check_fits(runtime, asked, f"model {model.name!r} (written by tf-auto-multicore)")
     request = PlacementRequest(
-        cores_per_replica=model.manifest.pipeline_cores, replicas=asked, default_replicas=default_replicas(runtime),
+        cores_per_replica=width, replicas=asked, default_replicas=default_replicas(runtime),
         start=start, device_ids=tuple(device_ids) if device_ids is not None else None, device_index=device_index,
     )
     return NeuronModel(runtime.place(model, request))

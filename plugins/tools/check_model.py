@@ -2,7 +2,8 @@
 
 For a compiled model of any framework: framework, compiled batch size and dim, input
 and output signature, the NeuronCores it needs ("run this model with at least N
-NeuronCore(s)"), whether dynamic batching and replication apply, and whether its hash
+NeuronCore(s)") and, for a model compiled for NeuronCore Pipeline, its stage partition
+(each stage's core, first and last operation, measured cost and bytes of weights), whether dynamic batching and replication apply, and whether its hash
 verifies. The manifest is read through the plugins' ``ncrt_read_manifest`` hook, which
 imports no framework; when no plugin answers, this module looks for the manifest in the
 usual places (a directory's ``ncrt-manifest.json`` or ``assets.extra/``, a zip archive's
@@ -63,6 +64,7 @@ class ModelCheck:
             "topology": self.topology, "target": self.manifest.target,
             "compiler_args": self.manifest.compiler_args, "sha256": self.manifest.sha256,
             "hash": self.hash_status, "hash_detail": self.hash_detail, "manifest_source": self.manifest_source,
+            "pipeline_stages": self.manifest.stage_count, "partition": self.manifest.partition,
         }
 
 
@@ -169,6 +171,31 @@ def _replication_line(check: ModelCheck) -> str:
             f"on {check.topology}); auto multicore replication needs --neuroncore-pipeline-cores 1")
 
 
+def _bytes(count: int) -> str:
+    return f"{count:,} B" if count < 1024 * 1024 else f"{count / (1024 * 1024):.1f} MiB"
+
+
+def _partition_lines(check: ModelCheck) -> list[str]:
+    """The NeuronCore Pipeline partition: each stage's core, layers, cost and weights."""
+    partition = check.manifest.partition
+    if check.cores_needed < 2:
+        return []
+    stages = partition.get("stages", [])
+    if not stages:
+        reason = partition.get("note") or "no stage partition recorded (compiled before ncrt cut models into stages)"
+        return [f"pipeline stages:    1 (runs whole) - {reason}"]
+    lines = [f"pipeline stages:    {len(stages)} (cost: {partition.get('cost_basis', 'not recorded')})"]
+    for stage in stages:
+        index = stage["index"]
+        held = len(stages) - 1 == index and len(stages) < check.cores_needed  # the last stage holds the rest
+        core = f"cores {index}-{check.cores_needed - 1}" if held else f"core {index}"
+        lines.append(f"    stage {index} on {core}: {stage['first']} .. {stage['last']} "
+                     f"({stage['units']} op(s), {1000 * stage['cost']:.3f} ms, {_bytes(stage['param_bytes'])} of weights)")
+    if partition.get("note"):
+        lines.append(f"    note: {partition['note']}")
+    return lines
+
+
 def render(check: ModelCheck) -> str:
     manifest = check.manifest
     batch = manifest.batch_size if manifest.batch_size is not None else "not recorded"
@@ -180,6 +207,7 @@ def render(check: ModelCheck) -> str:
         "outputs:", *_signature_lines(manifest.outputs),
         f"pipeline cores:     {check.cores_needed}"
         + (f" ({' '.join(manifest.compiler_args)})" if manifest.compiler_args else ""),
+        *_partition_lines(check),
         f"run this model with at least {check.cores_needed} NeuronCore(s)",
         _dynamic_line(check),
         _replication_line(check),

@@ -3,7 +3,8 @@
 Every ``--period`` seconds one JSON line in the shape of neuron-monitor's report:
 ``neuron_runtime_data`` (one entry per live ncrt process: pid, ``neuron_runtime_tag``
 from ``NEURON_PROCESS_TAG``, per-core utilization, execution summary and latency
-percentiles for the period), ``system_data`` (host vCPU and memory) and
+percentiles for the period; each core's NeuronCore Pipeline stages, with their busy
+time), ``system_data`` (host vCPU and memory) and
 ``instance_info``. ``--prometheus PORT`` also serves the same figures on
 ``http://127.0.0.1:PORT/metrics`` through the official ``prometheus_client``.
 The figures come from the records each runtime publishes (:mod:`ncrt.plugins.tools.stats`).
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from ncrt.cli import positive_seconds
 from ncrt.errors import BadInputError
 from ncrt.hookspecs import hookimpl
+from ncrt.ls import stages_by_core
 
 from .stats import ProcessStats, add_survey_arguments, read_processes, sample_host, survey_target
 
@@ -54,6 +56,7 @@ def _core_utilization(process: ProcessStats, previous: ProcessStats | None) -> d
     """Per global core: utilization in percent over the period (the publisher's if no previous)."""
     elapsed = process.time - previous.time if previous else 0.0
     before = {core["global_index"]: core for core in previous.cores} if previous else {}
+    stages = stages_by_core(process.models)
     cores = {}
     for core in process.cores:
         ratio = core.get("utilization", 0.0)
@@ -64,6 +67,7 @@ def _core_utilization(process: ProcessStats, previous: ProcessStats | None) -> d
             "neuroncore_utilization": round(100.0 * ratio, 3),
             "model_switches": core.get("model_switches", 0),
             "models": core.get("models", []),
+            "pipeline_stages": stages.get(core["global_index"], []),
         }
     return cores
 
@@ -176,6 +180,8 @@ class ReportCollector:
         utilization = gauge("neuroncore_utilization_ratio", "NeuronCore busy time over the last second",
                             labels=[*labels, "neuroncore"])
         switches = counter("neuroncore_model_switches", "Model switches per core", labels=[*labels, "neuroncore"])
+        stage_busy = counter("pipeline_stage_busy_seconds", "Busy time of each NeuronCore Pipeline stage",
+                             labels=[*labels, "model", "replica", "stage", "neuroncore"])
         for process in processes:
             base = [process.tag or str(process.pid), str(process.pid), self.monitor.topology.name]
             totals = _totals(process)
@@ -186,7 +192,11 @@ class ReportCollector:
             for core in process.cores:
                 utilization.add_metric([*base, str(core["global_index"])], core.get("utilization", 0.0))
                 switches.add_metric([*base, str(core["global_index"])], core.get("model_switches", 0))
-        yield from (status, latency, utilization, switches)
+            for model in process.models:
+                for stage in model.get("stages", []):
+                    stage_busy.add_metric([*base, model["name"], str(stage["replica"]), str(stage["stage"]),
+                                           str(stage["global_core"])], stage.get("busy_seconds", 0.0))
+        yield from (status, latency, utilization, switches, stage_busy)
 
     def _system_metrics(self, host: dict[str, Any], gauge: Any) -> Iterator[Any]:
         vcpu = gauge("system_vcpu_usage_ratio", "Host vCPU usage by type", labels=["usage_type"])

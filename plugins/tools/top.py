@@ -1,7 +1,8 @@
 """``ncrt top``: a live terminal view of the NeuronCores in the manner of neuron-top.
 
 Per-core utilization bars grouped by chip, a tab per process (pid, command, cores,
-models) and the host's vCPU and memory, refreshed about once a second; ``q`` quits,
+models; a NeuronCore Pipeline stage shows as ``model:sK`` on its core, and a table lists
+each stage's cores, executions and busy time) and the host's vCPU and memory, refreshed about once a second; ``q`` quits,
 ``Tab``/arrow keys or a digit switch tabs. ``--once`` prints one frame for scripts and
 tests. Drawing is done by ``rich`` (imported when the command runs); the figures come
 from the records every runtime publishes (:mod:`ncrt.plugins.tools.stats`) and from the core
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from ncrt.cli import positive_seconds
 from ncrt.errors import BadInputError
 from ncrt.hookspecs import hookimpl
+from ncrt.ls import stages_by_core
 
 from .stats import (
     ProcessStats,
@@ -57,9 +59,14 @@ class Frame:
         return next((p for p in self.processes if p.pid == pid), None)
 
     def models_on(self, core: int) -> list[str]:
+        """The models on ``core``; a pipelined model's as ``name:sK`` (the stage running there)."""
         holder = self.process(self.holders.get(core, -1))
         entry = next((c for c in holder.cores if c.get("global_index") == core), None) if holder else None
-        return list(entry.get("models", [])) if entry else []
+        if not entry:
+            return []
+        staged = {stage["model"]: f"{stage['model']}:s{stage['stage']}"
+                  for stage in stages_by_core(holder.models).get(core, [])}
+        return [staged.get(name, name) for name in entry.get("models", [])]
 
 
 class Sampler:
@@ -157,6 +164,25 @@ def _process_cells(process: ProcessStats) -> list[str]:
             str(int(process.total("errors") + process.total("timeouts"))), *milliseconds, process.command]
 
 
+def _stage_table(frame: Frame, focus: int | None) -> Any:
+    """Each NeuronCore Pipeline stage: its process, model, replica, core(s), executions, busy time."""
+    from rich.table import Table
+
+    table = Table(title="pipeline stages", title_justify="left", expand=False)
+    for column in ("PID", "MODEL", "REPLICA", "STAGE", "CORES", "EXEC", "BUSY s", "LAYERS"):
+        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=40)
+    for process in frame.processes:
+        if focus is not None and process.pid != focus:
+            continue
+        for model in process.models:
+            for stage in model.get("stages", []):
+                cores = ",".join(f"NC{core}" for core in stage.get("global_cores", [stage["global_core"]]))
+                table.add_row(str(process.pid), model["name"], str(stage["replica"]), str(stage["stage"]), cores,
+                              str(stage.get("executions", 0)), f"{stage.get('busy_seconds', 0.0):.3f}",
+                              stage.get("label", ""))
+    return table if table.row_count else None
+
+
 def _header(frame: Frame) -> Any:
     from rich.text import Text
 
@@ -183,6 +209,9 @@ def render_frame(frame: Frame, selected: int = 0, interactive: bool = False) -> 
     chips = sorted({core.chip for core in frame.topology.cores})
     parts = [_header(frame), _tabs(frame, selected),
              Columns([_chip_panel(frame, chip, focus) for chip in chips]), _process_table(frame, focus)]
+    stages = _stage_table(frame, focus)
+    if stages is not None:
+        parts.append(stages)
     if interactive:
         parts.append(Text("q quit   tab/arrows/0-9 switch process", style="dim"))
     return Group(*parts)

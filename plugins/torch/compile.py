@@ -16,12 +16,14 @@ from typing import Any
 from ncrt.adapters.torch import ADAPTER
 from ncrt.batching import tensors_in
 from ncrt.errors import BadInputError
-from ncrt.manifest import Manifest, parse_compiler_args
+from ncrt.manifest import Manifest
+from ncrt.neuron_cc import flag_list, read_flags
 
 from .analyze import analyze_nodes, example_args, graph_nodes
 from .execute import FRAMEWORK, import_torch, remember_caller_threads
 from .model import NeuronModule, attach_manifest
 from .options import TraceOptions
+from .pipeline import cut_into_stages
 
 __all__ = ["jit_trace", "trace", "traceable"]
 
@@ -38,7 +40,7 @@ def _batch_eligible(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]],
 
 def _build_manifest(args: tuple, outputs: Any, compiler_args: Any, options: TraceOptions,
                     operators: dict[str, Any]) -> Manifest:
-    parsed = parse_compiler_args(compiler_args)
+    flags = read_flags(flag_list(compiler_args))  # every spelling, read by the one reader of neuron-cc flags
     inputs = _signature(args)
     if not inputs or not inputs[0]["shape"]:
         raise BadInputError(
@@ -49,9 +51,9 @@ def _build_manifest(args: tuple, outputs: Any, compiler_args: Any, options: Trac
     output_signature = _signature(outputs)
     return Manifest(
         framework=FRAMEWORK, batch_size=batch, batch_dim=0, inputs=inputs, outputs=output_signature,
-        pipeline_cores=parsed["pipeline_cores"],
+        pipeline_cores=flags.pipeline_cores,
         dynamic_batching=_batch_eligible(inputs, output_signature, batch),
-        compiler_args=parsed["args"],
+        compiler_args=flags.args,
         extra={"dynamic_batch_size": bool(options.dynamic_batch_size), "torch_version": import_torch().__version__,
                "trace_options": options.recorded(), "optimizations": options.optimization_names,
                "operators": operators},
@@ -160,6 +162,7 @@ def trace(model: Any, example_inputs: Any, compiler_args: Any = None, *, compile
     operators = {"total_count": analysis["total_count"], "operator_count": analysis["operator_count"],
                  "neuron_selected": analysis["total_count"] if selected is None else selected}
     manifest = _build_manifest(args, outputs, compiler_args, options, operators)
+    traced = cut_into_stages(module, traced, args, manifest, name or _name_of(model, root), trace_kwargs)
     attach_manifest(traced, manifest)
     options.warn_ignored(selected, analysis["total_count"])
     options.warn_compiler_flags(manifest.compiler_args)

@@ -27,6 +27,7 @@ __all__ = [
     "import_torch",
     "intra_op_threads",
     "remember_caller_threads",
+    "replica_cpus",
     "run_on_core",
 ]
 
@@ -126,7 +127,8 @@ def intra_op_threads(count: int) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
-def _replica_cpus(model: Model, core: Any) -> tuple[int, ...]:
+def replica_cpus(model: Model, core: Any) -> tuple[int, ...]:
+    """The host CPUs of the cores ``model`` holds from ``core`` on (its compiled ``pipeline_cores``)."""
     runtime = current_runtime()
     width = model.manifest.pipeline_cores
     if runtime is None or width == 1:
@@ -139,6 +141,6 @@ def run_on_core(model: Model, inputs: Any, core: Any) -> Any:
     """The runner of torch models: the replica for ``core`` with the intra-op threads of its CPUs."""
     module = model.replica_for(core.index, model.payload.make_replica)
     args, kwargs = inputs if isinstance(inputs, TorchCall) else (tuple(inputs), {})
-    cpus = _replica_cpus(model, core)
+    cpus = replica_cpus(model, core)
     with intra_op_threads(max(1, len(cpus))), cpu_gate(cpus), import_torch().no_grad():
         return module(*args, **kwargs)

@@ -28,6 +28,7 @@ from ncrt.runtime import Runtime, get_runtime
 
 from .execute import TorchCall, remember_caller_threads
 from .model import NeuronModule, as_neuron_module, check_inputs
+from .pipeline import stage_replicas
 
 __all__ = ["DataParallel", "DynamicBatchingWarning", "resolve_device_ids", "weight_bytes"]
 
@@ -72,7 +73,7 @@ def resolve_device_ids(device_ids: Sequence[Any] | None, runtime: Runtime) -> tu
 def weight_bytes(loaded: LoadedModel) -> int:
     """Bytes of parameters and buffers held by a model's core replicas (shared storage counted once)."""
     seen: dict[int, int] = {}
-    for module in loaded.model.replicas.values():
+    for module in [*loaded.model.replicas.values(), *stage_replicas(loaded)]:
         for tensor in list(module.parameters()) + list(module.buffers()):
             storage = tensor.untyped_storage()
             seen[storage.data_ptr()] = storage.nbytes()
@@ -94,7 +95,9 @@ class DataParallel:
             raise BadInputError(
                 f"DataParallel does not support models compiled with NeuronCore Pipeline "
                 f"(--neuroncore-pipeline-cores={manifest.pipeline_cores}); accepted: models compiled "
-                "for 1 NeuronCore. Load a pipeline model with ncrt.plugins.torch.load instead"
+                "for 1 NeuronCore (seed 001: \"DataParallel does not currently support models that have been "
+                "compiled with NeuronCore Pipeline\"). Place copies of a pipeline model with "
+                "torch_neuron.experimental.neuron_cores_context or NEURONCORE_GROUP_SIZES groups instead"
             )
         if not isinstance(dim, int) or isinstance(dim, bool):
             raise ValueError(f"dim={dim!r} is not valid; accepted: an int")

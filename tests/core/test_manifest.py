@@ -1,30 +1,29 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ncrt.errors import BadInputError, HashMismatchError, ModelLoadError
-from ncrt.manifest import Manifest, parse_compiler_args, sha256_of, verify_payload
-
-
-@pytest.mark.parametrize("args,cores", [
-    (None, 1), ([], 1), (["--neuroncore-pipeline-cores", "16"], 16),
-    ("--neuroncore-pipeline-cores=4 --fast-math none", 4), (["--other", "1"], 1),
-])
-def test_pipeline_cores_from_compiler_args(args, cores):
-    assert parse_compiler_args(args)["pipeline_cores"] == cores
-
-
-@pytest.mark.parametrize("args", [["--neuroncore-pipeline-cores"], ["--neuroncore-pipeline-cores", "0"],
-                                  ["--neuroncore-pipeline-cores=x"]])
-def test_bad_pipeline_cores_are_clear_errors(args):
-    with pytest.raises(BadInputError, match="accepted: a whole number >= 1"):
-        parse_compiler_args(args)
+from ncrt.manifest import Manifest, sha256_of, verify_payload
 
 
 def test_manifest_round_trips_through_a_directory(tmp_path):
     manifest = Manifest("torch", batch_size=4, pipeline_cores=2, inputs=[{"shape": [4, 3]}])
     manifest.write(tmp_path)
     assert Manifest.read(tmp_path) == manifest
+
+
+def test_the_stage_partition_round_trips_and_older_manifests_have_none(tmp_path):
+    stages = [{"index": 0, "first": "a", "last": "b", "units": 2, "cost": 0.1, "param_bytes": 8, "inputs": [[1, 3]]},
+              {"index": 1, "first": "c", "last": "c", "units": 1, "cost": 0.1, "param_bytes": 4, "inputs": [[1, 2]]}]
+    manifest = Manifest("torch", pipeline_cores=2,
+                        partition={"requested": 2, "stages": stages, "cost_basis": "time", "note": ""})
+    manifest.write(tmp_path)
+    assert Manifest.read(tmp_path).partition == manifest.partition and manifest.stage_count == 2
+    older = json.loads(manifest.to_json())
+    del older["partition"]
+    assert Manifest.from_json(json.dumps(older)).stage_count == 1
 
 
 def test_missing_or_broken_manifest(tmp_path):

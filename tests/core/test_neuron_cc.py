@@ -23,6 +23,15 @@ def test_every_spelling_gives_the_pipeline_size(spelling):
     assert read_flags(flag_list(spelling)).pipeline_cores == 4
 
 
+@pytest.mark.parametrize("args,cores", [
+    (None, 1), ([], 1), (["--neuroncore-pipeline-cores", "16"], 16),
+    ("--neuroncore-pipeline-cores=4 --fast-math none", 4), (["--other", "1"], 1),
+    ({"--neuroncore-pipeline-cores": 2, "--fast-math": "none"}, 2),
+])
+def test_pipeline_cores_among_other_options(args, cores):
+    assert read_flags(flag_list(args)).pipeline_cores == cores
+
+
 def test_switches_values_and_multi_value_options():
     flags = read_flags(flag_list("--dynamic-batch-size --fast-math fp32-cast-matmult no-fast-relayout "
                                  "--extract-weights inf1.2xlarge --workdir=logs/ --static-weights"))
@@ -46,7 +55,8 @@ def test_unknown_options_are_recorded_and_warned_about_once(monkeypatch):
 
 
 @pytest.mark.parametrize("bad", [["--neuroncore-pipeline-cores"], ["--neuroncore-pipeline-cores=0"],
-                                 ["--neuroncore-pipeline-cores", "two"], ["--workdir"]])
+                                 ["--neuroncore-pipeline-cores", "two"], ["--neuroncore-pipeline-cores=x"],
+                                 ["--neuroncore-pipeline-cores", "\u0664"], ["--workdir"]])
 def test_bad_values_are_refused(bad):
     with pytest.raises(BadInputError, match="accepted"):
         read_flags(bad)

@@ -178,6 +178,74 @@ def manifest_edits(manifest: dict[str, Any]) -> list[Damage]:
     return cases
 
 
+def _in_partition(mutate: Callable[[dict[str, Any]], None]) -> Callable[[bytes], bytes]:
+    return _edit(lambda manifest: mutate(manifest["partition"]))
+
+
+def _in_stage(position: int, mutate: Callable[[dict[str, Any]], None]) -> Callable[[bytes], bytes]:
+    return _in_partition(lambda partition: mutate(partition["stages"][position]))
+
+
+def partition_edits(manifest: dict[str, Any]) -> list[Damage]:
+    """Damage of a NeuronCore Pipeline partition (``manifest`` has one with 2+ stages): wrong
+    types, missing and unknown fields, and partitions that disagree with ``pipeline_cores``."""
+    cores = int(manifest.get("pipeline_cores", 1))
+
+    def one_stage(partition: dict[str, Any]) -> None:
+        del partition["stages"][1:]
+
+    def too_many(partition: dict[str, Any]) -> None:
+        last = partition["stages"][-1]
+        partition["stages"] += [dict(last, index=len(partition["stages"]) + k) for k in range(cores)]
+
+    def swapped(partition: dict[str, Any]) -> None:
+        partition["stages"][0]["index"], partition["stages"][1]["index"] = 1, 0
+
+    def fewer_unexplained(edited: dict[str, Any]) -> None:
+        edited["partition"]["requested"] = edited["pipeline_cores"] = cores + 1
+        edited["partition"]["note"] = ""
+
+    cases = [
+        ("partition=[]", _edit(_set("partition", []))),
+        ("partition=\"2 stages\"", _edit(_set("partition", "2 stages"))),
+        ("partition without stages", _in_partition(lambda p: p.pop("stages"))),
+        ("partition without requested", _in_partition(lambda p: p.pop("requested"))),
+        ("partition.stages={}", _in_partition(lambda p: p.__setitem__("stages", {}))),
+        ("partition.requested=\"2\"", _in_partition(lambda p: p.__setitem__("requested", str(cores)))),
+        ("partition.requested=0", _in_partition(lambda p: p.__setitem__("requested", 0))),
+        ("partition.requested=pipeline_cores+1", _in_partition(lambda p: p.__setitem__("requested", cores + 1))),
+        ("partition.note=5", _in_partition(lambda p: p.__setitem__("note", 5))),
+        ("partition.surprise", _in_partition(lambda p: p.__setitem__("surprise", 1))),
+        ("partition.stages[0]=null", _in_partition(lambda p: p["stages"].__setitem__(0, None))),
+        ("partition.stages[0] without first", _in_stage(0, lambda s: s.pop("first"))),
+        ("partition.stages[0].index=-1", _in_stage(0, lambda s: s.__setitem__("index", -1))),
+        ("partition.stages[0].units=0", _in_stage(0, lambda s: s.__setitem__("units", 0))),
+        ("partition.stages[1].cost=-1", _in_stage(1, lambda s: s.__setitem__("cost", -1))),
+        ("partition.stages[1].cost=\"fast\"", _in_stage(1, lambda s: s.__setitem__("cost", "fast"))),
+        ("partition.stages[1].inputs=[[-2]]", _in_stage(1, lambda s: s.__setitem__("inputs", [[-2]]))),
+        ("partition.stages[1].surprise", _in_stage(1, lambda s: s.__setitem__("surprise", True))),
+        ("partition with one stage", _in_partition(one_stage)),
+        ("partition with more stages than cores", _in_partition(too_many)),
+        ("partition stages out of order", _in_partition(swapped)),
+        ("partition with fewer stages and no note", _edit(fewer_unexplained)),
+    ]
+    return [Damage(f"manifest:{name}", "manifest", apply) for name, apply in cases]
+
+
+def partition_semantic_edits(manifest: dict[str, Any]) -> list[Damage]:
+    """Edits of a partition that keep it valid but change what it says (caught by the seal)."""
+    def moved_cut(partition: dict[str, Any]) -> None:
+        first, second = partition["stages"][:2]
+        first["last"], second["first"] = second["first"], first["last"]
+
+    return [
+        Damage("semantic:partition cut moved", "semantic", _in_partition(moved_cut)),
+        Damage("semantic:partition stage cost doubled", "semantic",
+               _in_stage(0, lambda s: s.__setitem__("cost", 2 * s.get("cost", 1) + 1))),
+        Damage("semantic:partition note changed", "semantic", _in_partition(lambda p: p.__setitem__("note", "edited"))),
+    ]
+
+
 def semantic_edits(manifest: dict[str, Any]) -> list[Damage]:
     """Edits that keep the manifest valid but change what it says (caught by the seal)."""
     def more_cores(m: dict[str, Any]) -> None:

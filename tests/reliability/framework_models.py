@@ -49,6 +49,26 @@ def build_torch(directory: Path) -> CompiledModel:
                          manifest, str)
 
 
+def build_torch_pipeline(directory: Path) -> CompiledModel:
+    """A torch model compiled for NeuronCore Pipeline (2 stages): its manifest has a partition."""
+    import torch
+
+    from ncrt.plugins import torch as neuron
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU(),
+                                torch.nn.Linear(8, 2)).eval()
+    traced = neuron.trace(model, torch.zeros(4, 3), compiler_args=["--neuroncore-pipeline-cores", "2"])
+    path = directory / "piped.pt"
+    neuron.save(traced, str(path))
+    from ncrt.adapters.torch import manifest_text_in_archive
+
+    manifest = json.loads(manifest_text_in_archive(str(path)))
+    assert len(manifest["partition"]["stages"]) == 2, manifest["partition"]
+    return CompiledModel("torch", path, None, lambda damage: in_zip_entry("extra/ncrt-manifest.json", damage),
+                         manifest, str)
+
+
 def build_tensorflow(directory: Path) -> CompiledModel:
     import tensorflow as tf
 

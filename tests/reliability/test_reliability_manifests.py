@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 import ncrt
-from damaged_files import byte_flips, manifest_edits, run_matrix, semantic_edits
+from damaged_files import (byte_flips, manifest_edits, partition_edits, partition_semantic_edits, run_matrix,
+                           semantic_edits)
 import ncrt.plugins.torch.hooks  # noqa: F401 - declares the typed extra keys of the torch manifest below
 from ncrt.errors import HashMismatchError
 from ncrt.manifest import Manifest, check_digest
@@ -112,6 +113,92 @@ def test_a_sealed_manifest_round_trips_and_old_unsealed_ones_still_read(model_di
     check_digest(old, lambda: PAYLOAD_SHA)  # format 1: the payload alone is checked
     with pytest.raises(HashMismatchError, match="payload is corrupted"):
         check_digest(old, lambda: "cd" * 32)
+
+
+# --------------------------------------------------------------------------- a NeuronCore Pipeline partition
+
+STAGES = [{"index": 0, "first": "fc1", "last": "relu1", "units": 2, "cost": 0.001, "param_bytes": 64,
+           "inputs": [[4, 3]]},
+          {"index": 1, "first": "fc2", "last": "fc2", "units": 1, "cost": 0.0009, "param_bytes": 40,
+           "inputs": [[4, 8]]}]
+
+
+@pytest.fixture
+def pipelined_dir(tmp_path):
+    """A sealed manifest of a model compiled for 2 pipeline cores, cut into 2 stages."""
+    directory = tmp_path / "piped"
+    directory.mkdir()
+    Manifest("torch", batch_size=4, inputs=[{"shape": [4, 3], "dtype": "float32"}],
+             outputs=[{"shape": [4, 2], "dtype": "float32"}], sha256=PAYLOAD_SHA, pipeline_cores=2,
+             compiler_args=["--neuroncore-pipeline-cores", "2"],
+             partition={"requested": 2, "stages": STAGES, "cost_basis": "measured time", "note": ""}).write(directory)
+    return directory
+
+
+@pytest.mark.parametrize("load", [read_only, read_and_validate], ids=["no-validation", "validation"])
+def test_every_damaged_partition_is_a_clean_error(pipelined_dir, tmp_path, load):
+    assert Manifest.read(pipelined_dir).stage_count == 2
+    cases = partition_edits(manifest_of(pipelined_dir))
+    report = run_matrix(pipelined_dir, "ncrt-manifest.json", cases, load, tmp_path)
+    assert report.counts()["clean"] == len(cases), report.summary()
+    assert all("partition" in outcome.error for outcome in report.outcomes), report.summary()
+
+
+def test_partition_errors_say_what_is_wrong_and_what_is_accepted(pipelined_dir, tmp_path):
+    cases = {case.name: case for case in partition_edits(manifest_of(pipelined_dir))}
+    expected = {
+        "manifest:partition=[]": "partition is [] (a list); accepted: {} or an object",
+        "manifest:partition without stages": "with the field 'stages'",
+        "manifest:partition.stages[1].cost=-1": "whose cost is a finite number >= 0 (not -1 (a number)) "
+                                                "(stage 1 is not)",
+        "manifest:partition.stages[0] without first": "with the field 'first' (stage 0 is not)",
+        "manifest:partition.surprise": "'surprise' is not one",
+        "manifest:partition.requested=pipeline_cores+1": "partition.requested is 3, but pipeline_cores is 2",
+        "manifest:partition with one stage": "partition has 1 stage(s); accepted: none (the model runs whole) or 2 "
+                                             "to pipeline_cores (2)",
+        "manifest:partition stages out of order": "partition.stages[0] has index 1",
+        "manifest:partition with fewer stages and no note": "but no note saying why",
+    }
+    for name, text in expected.items():
+        report = run_matrix(pipelined_dir, "ncrt-manifest.json", [cases[name]], read_only, tmp_path)
+        outcome, = report.outcomes
+        assert outcome.verdict == "clean" and text in outcome.error, (name, outcome.error)
+        assert "case0-piped/ncrt-manifest.json is not" in outcome.error
+
+
+def test_valid_partition_edits_pass_the_schema_but_not_the_seal(pipelined_dir, tmp_path):
+    cases = partition_semantic_edits(manifest_of(pipelined_dir))
+    report = run_matrix(pipelined_dir, "ncrt-manifest.json", cases, read_only, tmp_path)
+    assert report.counts()["accepted"] == len(cases), report.summary()
+    report = run_matrix(pipelined_dir, "ncrt-manifest.json", cases, read_and_validate, tmp_path)
+    assert report.counts()["clean"] == len(cases), report.summary()
+    assert all("was changed after it was written" in outcome.error for outcome in report.outcomes)
+
+
+@pytest.fixture(scope="module")
+def compiled_pipeline(tmp_path_factory):
+    pytest.importorskip("torch")
+    from framework_models import build_torch_pipeline
+
+    ncrt.reset_runtime()
+    return build_torch_pipeline(tmp_path_factory.mktemp("torch_pipeline"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("validate", ["false", "true"])
+def test_a_compiled_pipelines_damaged_partition_is_a_clean_error(compiled_pipeline, validate, monkeypatch, tmp_path):
+    monkeypatch.setenv("NEURON_RT_VALIDATE_HASH", validate)
+    monkeypatch.setenv("NCRT_INSTANCE_TYPE", "inf1.xlarge")
+    ncrt.reset_runtime()
+    compiled_pipeline.load(compiled_pipeline.path).unload()  # the intact one loads, as 2 stages
+    cases = [compiled_pipeline.wrap(case) for case in partition_edits(compiled_pipeline.manifest)]
+    report = run_matrix(compiled_pipeline.path, None, cases, _loader(compiled_pipeline), tmp_path)
+    assert report.counts()["clean"] == len(cases), report.summary()
+    if validate == "true":
+        edits = [compiled_pipeline.wrap(case) for case in partition_semantic_edits(compiled_pipeline.manifest)]
+        report = run_matrix(compiled_pipeline.path, None, edits, _loader(compiled_pipeline), tmp_path)
+        assert report.counts()["clean"] == len(edits), report.summary()
+        assert all("HashMismatchError" in outcome.error for outcome in report.outcomes)
 
 
 # --------------------------------------------------------------------------- each framework

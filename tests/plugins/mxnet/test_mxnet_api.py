@@ -17,6 +17,7 @@ pytest.importorskip("mxnet")
 import ncrt  # noqa: E402
 from mxnet_models import bind_at, build_checkpoint, cpu_outputs  # noqa: E402
 from ncrt.errors import BadInputError, HashMismatchError  # noqa: E402
+from ncrt.pipeline import PipelineStagesWarning  # noqa: E402
 
 
 def test_neuron_context_is_a_cpu_context_with_an_index(mx):
@@ -113,22 +114,41 @@ def test_runtime_load_of_a_checkpoint_prefix(mx, checkpoints, batch, runtime_env
     np.testing.assert_allclose(got, cpu_outputs(mx, checkpoints["B"], batch)[0], rtol=1e-5)
 
 
-def _execution_intervals(monkeypatch) -> list[tuple[str, float, float]]:
-    intervals: list[tuple[str, float, float]] = []
+def _held_cores(models) -> dict[tuple[str, int], tuple[int, ...]]:
+    """(model, executing core) -> the cores that execution holds (a pipeline stage's, or the group)."""
+    held = {}
+    for model in models:
+        for pipeline in model.loaded.pipelines or []:
+            for stage in pipeline.stages:
+                held[(model.loaded.name, stage.core.index)] = tuple(core.index for core in stage.cores)
+        if not model.loaded.pipelines:
+            held[(model.loaded.name, model.cores[0])] = model.cores
+    return held
+
+
+def _execution_intervals(monkeypatch, models) -> list[tuple[str, tuple[int, ...], float, float]]:
+    """Every execution of ``models``: (model, cores it held, start, end)."""
+    from ncrt.executor import executor_core
+
+    intervals: list[tuple[str, tuple[int, ...], float, float]] = []
     original = ncrt_mxnet.CoreBinding.run
+    held = _held_cores(models)
 
     def timed(self, inputs):
         start = time.monotonic()
         outputs = original(self, inputs)
-        intervals.append((self.payload.output_names[0], start, time.monotonic()))
+        name = self.payload.output_names[0].split("_")[0]
+        intervals.append((name, held[(name, executor_core())], start, time.monotonic()))
         return outputs
 
     monkeypatch.setattr(ncrt_mxnet.CoreBinding, "run", timed)
     return intervals
 
 
-def _overlaps(intervals) -> bool:
-    return any(a[0] != b[0] and a[1] < b[2] and b[1] < a[2] for a in intervals for b in intervals)
+def _overlaps(intervals, core: int | None = None) -> bool:
+    """Whether executions of different models overlapped in time (only those holding ``core``, if given)."""
+    chosen = [i for i in intervals if core is None or core in i[1]]
+    return any(a[0] != b[0] and a[2] < b[3] and b[2] < a[3] for a in chosen for b in chosen)
 
 
 def _run_together(models, batch, calls: int = 6) -> None:
@@ -141,17 +161,25 @@ def _run_together(models, batch, calls: int = 6) -> None:
 
 @pytest.mark.parametrize("starts, parallel", [((0, 6), True), ((2, 5), False)])
 def test_disjoint_groups_overlap_shared_cores_do_not(mx, tmp_path, runtime_env, monkeypatch, starts, parallel):
+    """Pipelined 4-core models: on disjoint groups they run side by side; on groups sharing NC5,
+    executions holding NC5 never overlap (the other stages still stream)."""
     runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge")
     prefixes = [build_checkpoint(mx, tmp_path, f"P{i}", 4, width=512) for i in range(2)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ncrt.ModelSwitchWarning)
+        warnings.simplefilter("ignore", PipelineStagesWarning)
         models = [bind_at(mx, prefix, start) for prefix, start in zip(prefixes, starts)]
     batch = mx.nd.ones((256, 8))
     for model in models:
         model.forward(data=batch)
-    intervals = _execution_intervals(monkeypatch)
+    intervals = _execution_intervals(monkeypatch, models)
     _run_together(models, batch)
-    assert len(intervals) == 12 and _overlaps(intervals) is parallel
+    stages = sum(len(model.loaded.pipelines[0].stages) for model in models)
+    assert len(intervals) == 6 * stages
+    if parallel:
+        assert _overlaps(intervals)
+    else:
+        assert not _overlaps(intervals, core=5) and any(5 in cores for _, cores, _, _ in intervals)
 
 
 def test_inputs_given_to_bind_are_still_inputs(mx, checkpoints, batch, runtime_env):

@@ -8,6 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
+from ncrt.manifest import Manifest
+
 import npzplugin
 
 WEIGHTS = np.random.default_rng(2).standard_normal((32, 8)).astype("float32")
@@ -84,3 +86,32 @@ def test_torch_archive_through_its_plugin(ncrt_command, tmp_path):
     copy = tmp_path / "copy.pt"
     shutil.copy(path, copy)
     assert json.loads(ncrt_command("check-model", str(copy), "--json", "--no-verify").stdout)["cores_needed"] == 2
+
+
+@pytest.mark.slow
+def test_the_stage_partition_of_a_pipelined_model(ncrt_command, tmp_path):
+    torch = pytest.importorskip("torch")
+    from ncrt.plugins import torch as ncrt_torch
+
+    module = torch.nn.Sequential(torch.nn.Linear(32, 16), torch.nn.Tanh(), torch.nn.Linear(16, 8), torch.nn.ReLU())
+    traced = ncrt_torch.trace(module.eval(), torch.zeros(4, 32), compiler_args="--neuroncore-pipeline-cores 3")
+    path = tmp_path / "staged.pt"
+    traced.save(str(path))
+    report = json.loads(ncrt_command("check-model", str(path), "--json").stdout)
+    assert report["pipeline_stages"] == 3 and report["cores_needed"] == 3
+    stages = report["partition"]["stages"]
+    assert [stage["index"] for stage in stages] == [0, 1, 2] and stages[0]["first"] == "_0"
+    assert sum(stage["param_bytes"] for stage in stages) == 4 * (32 * 16 + 16 + 16 * 8 + 8)
+    text = ncrt_command("check-model", str(path), "--no-verify").stdout
+    assert "pipeline stages:    3 (cost: fastest of 5 runs per torch.fx operation" in text
+    assert "    stage 0 on core 0: _0 .. " in text and "    stage 2 on core 2: " in text
+    assert "run this model with at least 3 NeuronCore(s)" in text
+
+
+def test_a_model_that_could_not_be_cut_says_why(ncrt_command, tmp_path):
+    manifest = Manifest("python", pipeline_cores=4, partition={
+        "requested": 4, "stages": [], "cost_basis": "x", "note": "model 'm' cannot be cut into 4 stages: too small"})
+    (tmp_path / "m").mkdir()
+    manifest.write(tmp_path / "m")
+    text = ncrt_command("check-model", str(tmp_path / "m"), "--no-verify").stdout
+    assert "pipeline stages:    1 (runs whole) - model 'm' cannot be cut into 4 stages: too small" in text

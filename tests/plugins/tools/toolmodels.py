@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-__all__ = ["WEIGHTS", "dense", "failing", "reference_dense"]
+if TYPE_CHECKING:
+    import ncrt
+
+__all__ = ["WEIGHTS", "dense", "failing", "pipelined", "reference_dense"]
 
 WEIGHTS = np.random.default_rng(0).standard_normal((32, 16)).astype("float32")
 
@@ -22,3 +27,13 @@ def reference_dense(x: np.ndarray) -> np.ndarray:
 def failing(x: np.ndarray) -> np.ndarray:
     """A model whose every call fails (for error counters)."""
     raise ValueError(f"bad batch of shape {x.shape}")
+
+
+def pipelined() -> ncrt.Model:
+    """``dense`` as a 2-stage NeuronCore Pipeline model: the matmul on one core, tanh on the next."""
+    import ncrt
+    from ncrt.pipeline import StageSpec
+
+    stages = [StageSpec(WEIGHTS, lambda model, inputs, core: inputs[0] @ model.payload, "matmul"),
+              StageSpec(np.tanh, lambda model, inputs, core: model.payload(inputs), "tanh")]
+    return ncrt.Model("piped", "python", ncrt.Manifest("python", pipeline_cores=2), dense, stages=stages)

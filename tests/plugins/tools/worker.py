@@ -19,7 +19,7 @@ import toolmodels
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", choices=("dense", "failing"), default="dense")
+    parser.add_argument("--model", choices=("dense", "failing", "piped"), default="dense")
     parser.add_argument("--name", default=None)
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
@@ -38,7 +38,8 @@ def feed(model: ncrt.LoadedModel, batch: np.ndarray, deadline: float, counts: li
 
 def main() -> None:
     args = parse_args()
-    model = ncrt.load(getattr(toolmodels, args.model), name=args.name or args.model, replicas=args.replicas)
+    artifact = toolmodels.pipelined() if args.model == "piped" else getattr(toolmodels, args.model)
+    model = ncrt.load(artifact, name=args.name or args.model, replicas=args.replicas)
     batch = np.ones((8, 32), dtype="float32")
     counts = [0, 0]
     feed(model, batch, time.monotonic() + 0.05, counts)
