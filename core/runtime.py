@@ -181,17 +181,12 @@ class Runtime:
                 executor = self._executors.get(index)
                 if executor is None:
                     executor = CoreExecutor(
-                        self.cores[index], self._slots, self.counters, self._execute,
+                        self.cores[index], self._slots, self.counters, None,
                         timeout=self.config.exec_timeout, progress=self._progress, release=self._release,
                     )
                     self._executors[index] = executor
                     self._watchdog.ensure_started()
         return executor
-
-    @staticmethod
-    def _execute(model: Model, inputs: Any, core: LocalCore) -> Any:
-        """Run ``model`` with the runner its plugin handed over at load (no hook call per call)."""
-        return model.runner(model, inputs, core)
 
     def _admit(self, tokens: Tokens, what: str, limit: int) -> None:
         if tokens.take(block=self._block_when_full):
