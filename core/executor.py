@@ -222,7 +222,11 @@ class ExecutionFuture:
         if job is not None:
             if job.runner is None and job.claim is not None and not job.executor._linger:
                 job.executor.try_steal(job)  # its worker is on another CPU, maybe asleep
-            if self._yield_to(RUNNER_YIELDS if job.runner is not None else WORKER_YIELDS):
+            runner = job.runner
+            yields = self._yield_to(RUNNER_YIELDS if runner is not None else WORKER_YIELDS)
+            if runner is not None and not 0 <= yields <= 2:
+                runner.recheck = True  # not on the caller's CPU, or a long call: look again next time
+            if yields >= 0:
                 return
         if job is None or job.executor is None or job.executor.timeout <= 0:
             if not self._acquire(timeout):
@@ -244,15 +248,15 @@ class ExecutionFuture:
             if self._acquire(max(step, 0.0005)):
                 return
 
-    def _yield_to(self, times: int) -> bool:
-        """Give the CPU away ``times`` times before sleeping: a short call on the caller's
-        runner (on this CPU) or on a lingering worker ends without a wake-up of this
-        thread. True if the job ended."""
-        for _ in range(times):
+    def _yield_to(self, times: int) -> int:
+        """Give the CPU away up to ``times`` times before sleeping: a short call on the
+        caller's runner (on this CPU) or on a lingering worker ends without a wake-up of
+        this thread. The number of yields it took, or -1 if the job is still running."""
+        for count in range(times):
             if self._finished:
-                return True
+                return count
             _sched_yield()
-        return self._finished
+        return times if self._finished else -1
 
     def _acquire(self, timeout: float | None) -> bool:
         if self._signal.acquire(timeout=-1 if timeout is None else timeout):
@@ -464,7 +468,8 @@ class CoreExecutor:
         """Run every call of ``job`` in this thread; the job's slots are already held."""
         start = _monotonic()
         model, replica = job.model, job.replica
-        self._count_switches(model, replica)
+        if len(replica) > 1 or self._counters[replica[0].index].last_model != model.uid:
+            self._count_switches(model, replica)
         execute, core = self._execute or model.runner, replica[0]
         try:
             if job.single:
@@ -631,7 +636,7 @@ class Runner:
     caller wake it.
     """
 
-    __slots__ = ("_item", "_wake", "sleeping", "retired", "_thread", "_cpu", "_last", "__weakref__")
+    __slots__ = ("_item", "_wake", "sleeping", "retired", "_thread", "_cpu", "_last", "recheck", "__weakref__")
 
     def __init__(self) -> None:
         self._item: tuple[CoreExecutor, Job] | None = None
@@ -639,6 +644,7 @@ class Runner:
         self.sleeping = False
         self.retired = False
         self._cpu: int | None = None
+        self.recheck = True  # look up the caller's CPU at the next hand (a wait had to sleep)
         self._last: ExecutionFuture | None = None  # the future of the job handed last
         self._thread = threading.Thread(target=self._loop, name="ncrt-runner", daemon=True)
         self._thread.start()
@@ -652,10 +658,16 @@ class Runner:
         return last is None or last._finished
 
     def hand(self, executor: CoreExecutor, job: Job) -> None:
-        """Run ``job`` (whose slots the caller took) on this runner."""
-        cpu = _current_cpu()
-        if cpu != self._cpu and cpu is not None:
-            self._follow(cpu)
+        """Run ``job`` (whose slots the caller took) on this runner.
+
+        The caller's CPU is looked up again only after a wait that had to sleep (the sign
+        that the two threads are apart, or that the call was long enough not to matter).
+        """
+        if self.recheck:
+            self.recheck = False
+            cpu = _current_cpu()
+            if cpu != self._cpu and cpu is not None:
+                self._follow(cpu)
         self._last = job.future
         self._item = (executor, job)
         if self.sleeping:

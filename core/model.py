@@ -134,10 +134,10 @@ class LoadedModel:
             self.outstanding[replica] -= 1
 
     def submit(self, inputs: Any, replica: int | None = None) -> ExecutionFuture:
-        return self.runtime.submit(self, [inputs], replica, single=True, is_async=True)
+        return self.runtime.submit(self, (inputs,), replica, single=True, is_async=True)
 
     def run(self, inputs: Any, replica: int | None = None) -> Any:
-        return self.runtime.submit(self, [inputs], replica, single=True).result()
+        return self.runtime.submit(self, (inputs,), replica).result()
 
     def run_many(self, calls: Sequence[Any], replica: int | None = None, *,
                  asynchronous: bool = True) -> ExecutionFuture:

@@ -89,6 +89,8 @@ class Runtime:
         self.inflight_limit = self.config.max_inflight(len(self.cores))
         self._block_when_full = self.config.queue_full == "block"
         self._inflight = Tokens(self.inflight_limit)
+        self._inflight_queue = self._inflight._queue
+        self._timed = self.config.exec_timeout > 0
         async_limit = self.config.async_exec_max_inflight_requests
         self._async_slots = [Tokens(async_limit) for _ in self.cores] if async_limit else None
         self._models: list[LoadedModel] = []
@@ -205,20 +207,25 @@ class Runtime:
         """
         if loaded.unloaded or self.forked:
             raise self._unusable(loaded)
-        if not self._inflight.take(self._block_when_full):
-            self._admit(self._inflight, "inferences (NEURON_MAX_NUM_INFERS)", self.inflight_limit)
-        index = loaded.acquire_replica(replica)
+        try:
+            self._inflight_queue.get_nowait()  # Tokens.take's fast path, inline: every call passes here
+        except queue.Empty:
+            if not self._inflight.take(self._block_when_full):
+                self._admit(self._inflight, "inferences (NEURON_MAX_NUM_INFERS)", self.inflight_limit)
+        index = loaded.acquire_replica(replica) if replica is not None or len(loaded.replicas) > 1 else 0
         cores = loaded.replicas[index]
         executor = self._executors.get(cores[0].index) or self.executor(cores[0].index)
-        try:
-            async_slot = self._async_slot(cores[0].index) if is_async else None
-        except QueueFullError:
-            loaded.release_replica(index)
-            raise
+        async_slot = None
+        if is_async and self._async_slots is not None:
+            try:
+                async_slot = self._async_slot(cores[0].index)
+            except QueueFullError:
+                loaded.release_replica(index)
+                raise
         future = ExecutionFuture()
-        job = Job(loaded.model, calls, cores, future, single, token=(loaded, index, async_slot))
+        job = Job(loaded.model, calls, cores, future, single, (loaded, index, async_slot))
         if not is_async and loaded.model.inline:
-            if self.config.exec_timeout > 0:
+            if self._timed:
                 if executor.try_runner(job):
                     return future
             elif executor.try_inline(job):
@@ -251,8 +258,13 @@ class Runtime:
     def _release(self, job: Job) -> None:
         """Give back what :meth:`submit` reserved for ``job`` (called once it is settled)."""
         loaded, index, async_slot = job.token
-        loaded.release_replica(index)
-        self._inflight.give()
+        if len(loaded.replicas) > 1:
+            loaded.release_replica(index)
+        tokens = self._inflight_queue
+        if tokens.qsize() < Tokens.QUEUED:  # Tokens.give's fast path, inline
+            tokens.put(None)
+        else:
+            self._inflight.give()
         if async_slot is not None:
             async_slot.give()
 
