@@ -167,6 +167,8 @@ class ExecutionFuture:
     """
 
     __slots__ = ("_signal", "_claim", "_finished", "_value", "_error", "_callbacks", "_job", "_generation")
+    _yields = WORKER_YIELDS  # sched_yield()s before sleeping on a job queued to a core's worker
+    _steals = True  # whether a waiter may run a queued job nothing has started (try_steal)
 
     def __init__(self) -> None:
         signal = self._signal = _allocate_lock()
@@ -220,10 +222,10 @@ class ExecutionFuture:
             )
         job = self._job
         if job is not None:
-            if job.runner is None and job.claim is not None and not job.executor._linger:
+            if self._steals and job.runner is None and job.claim is not None and not job.executor._linger:
                 job.executor.try_steal(job)  # its worker is on another CPU, maybe asleep
             runner = job.runner
-            yields = self._yield_to(RUNNER_YIELDS if runner is not None else WORKER_YIELDS)
+            yields = self._yield_to(RUNNER_YIELDS if runner is not None else self._yields)
             if runner is not None and not 0 <= yields <= 2:
                 runner.recheck = True  # not on the caller's CPU, or a long call: look again next time
             if yields >= 0:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from .manifest import Manifest
 
 if TYPE_CHECKING:
+    from .coalesce import CoalesceSettings, Coalescer
     from .executor import ExecutionFuture
     from .placement import Placement
     from .runtime import LocalCore, Runtime
@@ -101,6 +102,8 @@ class LoadedModel:
         self._next = itertools.count()
         self._lock = threading.Lock()
         self.unloaded = False
+        self.coalescing: CoalesceSettings | None = None  # None: the runtime's (NCRT_COALESCE*)
+        self.coalescer: Coalescer | None = None  # made by the first data-parallel runner that needs one
 
     @property
     def name(self) -> str:

@@ -275,9 +275,11 @@ class NeuronModule:
         inputs = TorchCall(args, kwargs)
         if self._half_inputs:
             inputs = _float16_as_traced(inputs, self.manifest)
-        size = check_inputs(self.manifest, inputs, 0, self.dynamic_batch_size)
-        if size != self.manifest.batch_size and self._runner is not None:
-            return self._runner(inputs)
+        dynamic = self.dynamic_batch_size
+        size = check_inputs(self.manifest, inputs, 0, dynamic)
+        runner = self._runner
+        if runner is not None and dynamic and (size != self.manifest.batch_size or runner.coalescing_limit(size)):
+            return runner(inputs)  # chunked and padded, or joined with other callers' requests
         return loaded.run(inputs)
 
     def to(self, device: Any) -> NeuronModule:
