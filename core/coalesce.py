@@ -488,9 +488,9 @@ class Coalescer:
             except BaseException as join_error:  # noqa: BLE001 - outputs that cannot be cut per request
                 error = join_error
             else:
+                self._finish(batch, replica, None)  # the next execution queued before the callers wake
                 for request, part in zip(batch, parts):
                     request.future._resolve(part)
-                self._finish(batch, replica, None)
                 return
         if len(batch) > 1 and not isinstance(error, ExecTimeoutError):
             for request in batch:  # which request is at fault? each runs on its own next
