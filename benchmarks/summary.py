@@ -22,13 +22,16 @@ def main(path: str) -> int:
     width = max(len(f"{row['benchmark']}: {row['ratio']}") for row in rows)
     print()
     print("summary: every ratio measured in this run, against its goal")
-    print(f"{'ratio'.ljust(width)}  {'value':>7}  {'goal':>6}  {'met':>4}  {'load':>5}  note")
+    print(f"{'ratio'.ljust(width)}  {'value':>8} {'goal':>8}  {'met':>4}  {'load':>5}  note")
+    missed = 0
     for row in rows:
         name = f"{row['benchmark']}: {row['ratio']}"
-        met = "yes" if row["value"] >= row["goal"] else "NO"
-        print(f"{name.ljust(width)}  {row['value']:>6.2f}x  {row['goal']:>5.2f}x  {met:>4}  {row['load']:>5.2f}  "
-              f"{row['note']}")
-    missed = sum(row["value"] < row["goal"] for row in rows)
+        unit, at_most = row.get("unit", "x"), row.get("at_most", False)
+        ok = row["value"] <= row["goal"] if at_most else row["value"] >= row["goal"]
+        missed += not ok
+        goal = f"{'<=' if at_most else '>='}{row['goal']:g}{unit}"
+        print(f"{name.ljust(width)}  {row['value']:>6.2f}{unit:<2} {goal:>8}  {'yes' if ok else 'NO':>4}  "
+              f"{row['load']:>5.2f}  {row['note']}")
     print(f"{len(rows) - missed} of {len(rows)} goals met (load: the 1-minute load average when measured)")
     return 0
 
