@@ -85,16 +85,23 @@ def drive(call: Callable[[torch.Tensor], Any], seconds: float) -> Result:
                 began = time.perf_counter()
                 call(x)
                 mine.append(time.perf_counter() - began)
+        except threading.BrokenBarrierError:
+            pass  # another thread failed: its error is reported
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
             stop.set()
+            start.abort()
 
     threads = [threading.Thread(target=loop, args=(index,), daemon=True) for index in range(THREADS)]
     for thread in threads:
         thread.start()
-    start.wait()
+    try:
+        start.wait()
+    except threading.BrokenBarrierError:
+        pass
     began = time.perf_counter()
-    time.sleep(seconds)
+    if not errors:
+        time.sleep(seconds)
     stop.set()
     for thread in threads:
         thread.join()
