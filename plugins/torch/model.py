@@ -192,6 +192,7 @@ class NeuronModule:
         self._finalizer: Any = None  # set while this module owns its placement
         self._half_inputs = "FLOAT32_TO_FLOAT16" in manifest.extra.get("optimizations", ())
         self._lock = threading.Lock()
+        self._placing = threading.Lock()  # callers finding no placement: one of them places it
 
     def to_model(self) -> Model:
         """A fresh runtime Model of this module (per-core weights per NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS)."""
@@ -247,7 +248,10 @@ class NeuronModule:
         if loaded is not None and not loaded.runtime.closed:
             loaded.runtime.unload_freed()  # a DataParallel we ran on may have been freed
         if loaded is None or loaded.unloaded or loaded.runtime.closed:
-            loaded = self.place()
+            with self._placing:  # many threads' first calls at once: one placement, not one each
+                loaded = self.loaded
+                if loaded is None or loaded.unloaded or loaded.runtime.closed:
+                    loaded = self.place()
         return loaded
 
     @property
