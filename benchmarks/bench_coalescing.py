@@ -12,8 +12,14 @@ interleaved rounds (best round of each), requests/s and p50/p99 latency of
 - ncrt: the traced model (one copy, on one core) and ``DataParallel`` over both cores,
   the 16 threads calling it directly; the runtime joins the waiting requests;
 
-and the ratios ncrt / best bare (goal >= 2.0) and ncrt / best pool (goal >= 0.9).
-Run: ``python benchmarks/bench_coalescing.py [--seconds S] [--rounds N]`` (about a minute).
+and the ratios ncrt / best bare (goal >= 2.0) and ncrt / best pool (goal >= 0.9). Then the
+same for TensorFlow (in its own process): a small Keras CNN traced at batch 8,
+``auto_multicore`` on both cores, against the bare ``tf.function`` from the 16 threads and
+the same coalescing pool around it (TF's thread pools are the ones ncrt sets, for both).
+MXNet is not measured here: a bare MXNet executor must not be called from 16 threads at
+once, so there is no bare baseline of this shape.
+Run: ``python benchmarks/bench_coalescing.py [--framework torch|tensorflow] [--seconds S]
+[--rounds N]`` (about two minutes).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import argparse
 import importlib.util
 import os
 import queue
-import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -68,9 +74,9 @@ class Result:
         return f"{self.rate:8.0f} req/s  p50 {self.p50:6.2f} ms  p99 {self.p99:6.2f} ms"
 
 
-def drive(call: Callable[[torch.Tensor], Any], seconds: float) -> Result:
+def drive(call: Callable[[Any], Any], seconds: float, make: Callable[[], Any] | None = None) -> Result:
     """``THREADS`` threads calling ``call`` with their own batch-1 input for ``seconds``."""
-    inputs = [torch.rand(1, *SHAPE) for _ in range(THREADS)]
+    inputs = [(make or (lambda: torch.rand(1, *SHAPE)))() for _ in range(THREADS)]
     stop = threading.Event()
     start = threading.Barrier(THREADS + 1)
     latencies: list[list[float]] = [[] for _ in range(THREADS)]
@@ -116,8 +122,10 @@ class CoalescingPool:
     """The best hand-written alternative: a queue, and workers that each take up to
     ``max_batch`` waiting requests, run them as one batch and hand each caller its row."""
 
-    def __init__(self, model: torch.nn.Module, workers: int, intra_threads: int, max_batch: int) -> None:
+    def __init__(self, model: Callable[[Any], Any], workers: int, intra_threads: int | None, max_batch: int,
+                 concat: Callable[[list[Any]], Any] | None = None) -> None:
         self.model, self.max_batch, self.intra_threads = model, max_batch, intra_threads
+        self.concat = concat or torch.cat
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.threads = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
         for thread in self.threads:
@@ -130,7 +138,8 @@ class CoalescingPool:
         return slot[1]
 
     def _work(self) -> None:
-        torch.set_num_threads(self.intra_threads)
+        if self.intra_threads is not None:
+            torch.set_num_threads(self.intra_threads)
         while True:
             item = self.queue.get()
             if item is None:
@@ -146,7 +155,7 @@ class CoalescingPool:
                     break
                 batch.append(item)
             with torch.no_grad():
-                outputs = self.model(torch.cat([x for x, _ in batch]))
+                outputs = self.model(self.concat([x for x, _ in batch]))
             for row, (_, slot) in enumerate(batch):
                 slot[1] = outputs[row:row + 1]
                 slot[0].set()
@@ -160,8 +169,96 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.5, help="seconds per timed round")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best one counts)")
+    parser.add_argument("--framework", choices=["all", "torch", "tensorflow"], default="all")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    if args.framework == "all":  # each framework in its own process (TF fixes its thread pools at start-up)
+        for framework in ("torch", "tensorflow"):
+            command = [sys.executable, __file__, "--framework", framework, "--seconds", str(args.seconds),
+                       "--rounds", str(args.rounds)]
+            if subprocess.run(command).returncode:
+                return 1
+        return 0
+    if args.framework == "tensorflow":
+        return tensorflow_main(args)
+    return torch_main(args)
+
+
+def report(framework: str, best: dict[str, Result], kinds: dict[str, str], rounds: int, seconds: float,
+           extra: str = "") -> None:
+    """Print every configuration's best round and the two ratios; record them for the summary."""
+    print(f"{framework}: {THREADS} threads of batch-1 requests, model compiled at batch {COMPILED_BATCH} "
+          f"(dynamic), NEURON_RT_NUM_CORES={os.environ['NEURON_RT_NUM_CORES']}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f}; best of {rounds} rounds of {seconds:g} s")
+    for label, result in best.items():
+        print(f"  {label:40s} {result}")
+    if extra:
+        print(f"  {extra}")
+
+    def top(kind: str) -> tuple[str, Result]:
+        return max(((label, best[label]) for label, k in kinds.items() if k == kind), key=lambda item: item[1].rate)
+
+    (ncrt_label, ncrt_best), (bare_label, bare_best), (pool_label, pool_best) = top("ncrt"), top("bare"), top("pool")
+    vs_bare, vs_pool = ncrt_best.rate / bare_best.rate, ncrt_best.rate / pool_best.rate
+    print(f"ncrt best ({ncrt_label}) / best bare ({bare_label}): {vs_bare:.2f}x (goal >= {BARE_GOAL})")
+    print(f"ncrt best ({ncrt_label}) / best pool ({pool_label}): {vs_pool:.2f}x (goal >= {POOL_GOAL})")
+    record(f"coalescing {framework}", "ncrt / bare, 16 threads batch 1", vs_bare, BARE_GOAL, ncrt_label)
+    record(f"coalescing {framework}", "ncrt / hand-written coalescing pool", vs_pool, POOL_GOAL, ncrt_label)
+
+
+def tensorflow_main(args: argparse.Namespace) -> int:
+    """The same serving pattern for TensorFlow: a small Keras CNN traced at batch 8."""
+    import numpy as np
+    import tensorflow as tf
+
+    from ncrt.plugins import tensorflow as tfn
+
+    tfn.configure_threads()  # before TF runs an op: intra-op = CPUs per core, inter-op = host CPUs
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((32, 32, 3), name="input_1")
+    x = tf.keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    x = tf.keras.layers.MaxPooling2D()(x)
+    x = tf.keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    keras_model = tf.keras.Model(inputs, tf.keras.layers.Dense(10)(x))
+    bare_function = tf.function(lambda batch: keras_model(batch, training=False))
+    example = np.random.default_rng(0).random((COMPILED_BATCH, 32, 32, 3), dtype=np.float32)
+    traced = tfn.trace(keras_model, example)
+    replicated = tfn.auto_multicore(traced, num_cores=2)
+
+    def bare(x: Any) -> Any:
+        return bare_function(x).numpy()
+
+    def ncrt_call(x: Any) -> Any:
+        return np.asarray(replicated(x))
+
+    np.testing.assert_allclose(ncrt_call(example[:1]), bare(example[:1]), rtol=1e-4, atol=1e-5)
+    pools = {f"pool {workers} worker(s)": CoalescingPool(lambda batch: bare_function(batch).numpy(), workers, None,
+                                                        COMPILED_BATCH, concat=np.concatenate)
+             for workers in (1, 2)}
+    candidates = {"bare TF from the 16 threads": ("bare", bare),
+                  **{label: ("pool", pool) for label, pool in pools.items()},
+                  "ncrt auto_multicore on 2 cores": ("ncrt", ncrt_call)}
+    make = lambda: np.random.default_rng().random((1, 32, 32, 3), dtype=np.float32)  # noqa: E731
+    best: dict[str, Result] = {}
+    for _ in range(args.rounds):
+        for label, (_, call) in candidates.items():
+            result = drive(call, args.seconds, make)
+            if label not in best or result.rate > best[label].rate:
+                best[label] = result
+    for pool in pools.values():
+        pool.close()
+    coalescer = replicated.loaded.coalescer
+    extra = (f"coalescing: {coalescer.executions} executions, {coalescer.joined} requests joined, largest "
+             f"{coalescer.largest} rows" if coalescer is not None else "")
+    settings = tfn.thread_settings()
+    report("tensorflow", best, {label: kind for label, (kind, _) in candidates.items()}, args.rounds, args.seconds,
+           f"{extra}; TF threads (bare and ncrt alike, one process): {settings}")
+    ncrt.reset_runtime()
+    return 0
+
+
+def torch_main(args: argparse.Namespace) -> int:
     model = load_example_model()
     example = torch.rand(COMPILED_BATCH, *SHAPE)
     initial_threads = torch.get_num_threads()
@@ -199,26 +296,11 @@ def main() -> int:
     for pool in pools.values():
         pool.close()
 
-    print(f"{THREADS} threads of batch-1 requests, CNN compiled at batch {COMPILED_BATCH} (dynamic), "
-          f"NEURON_RT_NUM_CORES={os.environ['NEURON_RT_NUM_CORES']}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}; best of {args.rounds} rounds of {args.seconds:g} s")
-    for label, result in best.items():
-        print(f"  {label:34s} {result}")
     coalescer = parallel.loaded.coalescer
-    if coalescer is not None:
-        print(f"  DataParallel coalescing: {coalescer.executions} executions, {coalescer.joined} requests joined, "
-              f"largest {coalescer.largest} rows")
-
-    def top(kind: str) -> tuple[str, Result]:
-        return max(((label, best[label]) for label, (k, _, _) in candidates.items() if k == kind),
-                   key=lambda item: item[1].rate)
-
-    (ncrt_label, ncrt_best), (bare_label, bare_best), (pool_label, pool_best) = top("ncrt"), top("bare"), top("pool")
-    vs_bare, vs_pool = ncrt_best.rate / bare_best.rate, ncrt_best.rate / pool_best.rate
-    print(f"ncrt best ({ncrt_label}) / best bare ({bare_label}): {vs_bare:.2f}x (goal >= {BARE_GOAL})")
-    print(f"ncrt best ({ncrt_label}) / best pool ({pool_label}): {vs_pool:.2f}x (goal >= {POOL_GOAL})")
-    record("coalescing torch", "ncrt / bare torch, 16 threads batch 1", vs_bare, BARE_GOAL, ncrt_label)
-    record("coalescing torch", "ncrt / hand-written coalescing pool", vs_pool, POOL_GOAL, ncrt_label)
+    extra = (f"DataParallel coalescing: {coalescer.executions} executions, {coalescer.joined} requests joined, "
+             f"largest {coalescer.largest} rows" if coalescer is not None else "")
+    report("torch", best, {label: kind for label, (kind, _, _) in candidates.items()}, args.rounds, args.seconds,
+           extra)
     ncrt.reset_runtime()
     return 0
 
