@@ -24,7 +24,9 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
-	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
+	rm -f build/bench-summary.jsonl && mkdir -p build
+	for script in benchmarks/bench_*.py; do NCRT_BENCH_SUMMARY=build/bench-summary.jsonl $(PY) $$script || exit 1; done
+	$(PY) benchmarks/summary.py build/bench-summary.jsonl
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from _summary import record
 
 import ncrt
 from ncrt.plugins import torch as neuron
@@ -150,6 +151,9 @@ def main() -> None:
         print(f"best {best.label}: {best.best:8.0f} images/s")
     print(f"ratio DataParallel / bare torch: {parallel.best / bare.best:.2f} (target >= 1.5)")
     print(f"ratio DataParallel / hand-tuned pool: {parallel.best / pool.best:.2f} (aim >= 0.9)")
+    record("torch DataParallel batch 64", "DataParallel / bare torch", parallel.best / bare.best, 1.5, parallel.label)
+    record("torch DataParallel batch 64", "DataParallel / hand-tuned pool", parallel.best / pool.best, 0.9,
+           parallel.label)
     copies, shared = weight_copies(model, False), weight_copies(model, True)
     print(f"weights held by the replicas: {copies} bytes (a copy per core), {shared} bytes "
           f"(NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS=true)")

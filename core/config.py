@@ -132,6 +132,9 @@ class Config:
     strict: bool = False
     queue_full: str = "block"
     disabled_plugins: tuple[str, ...] = ()
+    coalesce: bool = True
+    coalesce_max_batch: int | None = None
+    coalesce_max_delay_us: int = 0
     settings: dict[str, object] = field(default_factory=dict)
     variables: VariableTable | None = field(default=None, compare=False, repr=False)
 
@@ -386,6 +389,12 @@ CORE_VARIABLES: tuple[Variable, ...] = (
              "block", choice("block", "error"), "queue_full"),
     Variable("NCRT_DISABLE_PLUGINS", "Plugins not to register", "comma-separated plugin names", "none",
              _parse_names, "disabled_plugins"),
+    Variable("NCRT_COALESCE", "Join concurrent requests smaller than the coalescing limit that wait for the same model into one execution, each caller getting its own rows back", _BOOL_TEXT, "true",
+             _parse_bool_variable, "coalesce"),
+    Variable("NCRT_COALESCE_MAX_BATCH", "The most rows one coalesced execution holds (requests of at least that many rows run on their own); a per-model setting wins", f"an integer from 1 to {INT_MAX}", "the compiled batch size",
+             parse_positive, "coalesce_max_batch"),
+    Variable("NCRT_COALESCE_MAX_DELAY_US", "Microseconds a partly filled coalesced execution waits for more requests after its oldest one arrived (Triton's max_queue_delay_microseconds); 0 joins only what is already waiting; a per-model setting wins", f"an integer from 0 to {INT_MAX}", "0",
+             parse_int, "coalesce_max_delay_us"),
 )
 """The variables the core reads itself; plugins add theirs through ``ncrt_add_variables``."""
 

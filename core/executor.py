@@ -48,7 +48,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from .errors import ExecTimeoutError, ExecutionError, ForeignModelError
 
@@ -73,8 +73,13 @@ __all__ = [
 
 LATENCY_WINDOW = 2048
 RUNNER_YIELDS = 10  # sched_yield()s a caller makes before it sleeps on its runner's result
+WORKER_YIELDS = 16  # sched_yield()s a caller makes before it sleeps on a core worker's result
 RUNNER_LINGER = 3  # sched_yield()s a runner makes, looking for its caller's next call, before it sleeps
+WORKER_LINGER = 8  # sched_yield()s a core's worker makes, looking for its next job, before it sleeps
 _sched_yield: Callable[[], None] = getattr(os, "sched_yield", lambda: time.sleep(0))
+_monotonic = time.monotonic
+_allocate_lock = threading.Lock
+_count_from_zero = itertools.count
 _thread_state = threading.local()
 _callers = threading.local()
 _generation = [0]  # bumped in a forked child: futures and runners of the parent are dead there
@@ -188,15 +193,19 @@ class ExecutionFuture:
 
     Completion is signalled by releasing a lock the future was created holding: the
     cheapest wake-up Python has, since this is on every call's path. Exactly one party
-    settles a future (``_claim``): the thread that ran the job, or whoever abandoned it.
+    settles a future (``_take``): the thread that ran the job, or whoever abandoned it.
+    A caller waiting for a job that runs on another thread first yields its CPU a few
+    times (the job's thread is usually on it, or lingering on another one), then sleeps.
     """
 
     __slots__ = ("_signal", "_claim", "_finished", "_value", "_error", "_callbacks", "_job", "_generation")
+    _yields = WORKER_YIELDS  # sched_yield()s before sleeping on a job queued to a core's worker
+    _steals = True  # whether a waiter may run a queued job nothing has started (try_steal)
 
     def __init__(self) -> None:
-        self._signal = threading.Lock()
-        self._signal.acquire()
-        self._claim = itertools.count()
+        signal = self._signal = _allocate_lock()
+        signal.acquire()
+        self._claim = _count_from_zero()
         self._finished = False
         self._value: Any = None
         self._error: BaseException | None = None
@@ -234,7 +243,8 @@ class ExecutionFuture:
 
     def _settle(self, value: Any = None, error: BaseException | None = None) -> None:
         """Store the outcome and wake the waiters (only after a successful ``_take``)."""
-        self._value, self._error = value, error
+        self._value = value
+        self._error = error
         self._finished = True
         self._job = None  # a settled future keeps its outputs, not its model
         self._signal.release()
@@ -264,19 +274,27 @@ class ExecutionFuture:
                 "or load the model in this one"
             )
         job = self._job
+        if job is not None:
+            if (self._steals and job.runner is None and type(job) is Job and job.claim is not None
+                    and not job.executor._linger):
+                job.executor.try_steal(job)  # its worker is on another CPU, maybe asleep
+            runner = job.runner
+            yields = self._yield_to(RUNNER_YIELDS if runner is not None else self._yields)
+            if runner is not None and not 0 <= yields <= 2:
+                runner.recheck = True  # not on the caller's CPU, or a long call: look again next time
+            if yields >= 0:
+                return
         if job is None or job.timeout <= 0:
             if not self._acquire(timeout):
                 raise TimeoutError(f"no result within {timeout} s")
             return
-        if job.runner is not None and self._yield_to_runner():
-            return
         if timeout is None:  # the usual wait: until the earliest possible deadline, in one call
-            first = job.submitted + job.timeout - time.monotonic()
+            first = job.submitted + job.timeout - _monotonic()
             if first > 0 and self._acquire(first):
                 return
-        until = None if timeout is None else time.monotonic() + timeout
+        until = None if timeout is None else _monotonic() + timeout
         while True:
-            now = time.monotonic()
+            now = _monotonic()
             deadline = job.deadline()
             if now >= deadline:
                 job.abandon()
@@ -286,14 +304,15 @@ class ExecutionFuture:
             if self._acquire(max(step, 0.0005)):
                 return
 
-    def _yield_to_runner(self) -> bool:
-        """Give the CPU to the caller's runner (on this CPU) a few times before sleeping:
-        a short call then ends without a wake-up of this thread. True if it ended."""
-        for _ in range(RUNNER_YIELDS):
+    def _yield_to(self, times: int) -> int:
+        """Give the CPU away up to ``times`` times before sleeping: a short call on the
+        caller's runner (on this CPU) or on a lingering worker ends without a wake-up of
+        this thread. The number of yields it took, or -1 if the job is still running."""
+        for count in range(times):
             if self._finished:
-                return True
+                return count
             _sched_yield()
-        return self._finished
+        return times if self._finished else -1
 
     def _acquire(self, timeout: float | None) -> bool:
         if self._signal.acquire(timeout=-1 if timeout is None else timeout):
@@ -327,23 +346,31 @@ class Job:
     back (in-flight limits, replica counts) once the job is settled, whoever settles it.
     """
 
-    __slots__ = ("model", "calls", "replica", "future", "single", "submitted", "executor", "runner", "token")
+    __slots__ = ("model", "calls", "replica", "future", "single", "submitted", "executor", "runner", "token",
+                 "claim", "seq")
 
     def __init__(self, model: Model, calls: Sequence[Any], replica: tuple[LocalCore, ...],
                  future: ExecutionFuture, single: bool = True, token: Any = None,
                  submitted: float | None = None) -> None:
-        self.model, self.calls, self.replica, self.future, self.single = model, calls, replica, future, single
+        self.model = model
+        self.calls = calls
+        self.replica = replica
+        self.future = future
+        self.single = single
         self.token = token
         self.executor: CoreExecutor | None = None
         self.runner: Runner | None = None
-        self.submitted = time.monotonic() if submitted is None else submitted
+        self.claim: Iterator[int] | None = None  # queued jobs: whoever starts it first (worker or waiter)
+        self.seq = 0  # queued jobs: the job's number in its core's queue
+        self.submitted = _monotonic() if submitted is None else submitted
         future._job = self
 
     # the Deadline protocol, for the waiter in ExecutionFuture.result()
 
     @property
     def timeout(self) -> float:
-        return self.executor.timeout
+        executor = self.executor
+        return executor.timeout if executor is not None else 0.0  # not placed yet: no deadline
 
     def deadline(self) -> float:
         return self.executor.deadline(self)
@@ -361,7 +388,7 @@ class CoreExecutor:
     """
 
     def __init__(self, core: LocalCore, slots: Sequence[CoreSlot], counters: Sequence[CoreCounters],
-                 execute: Callable[[Model, Any, LocalCore], Any], *, timeout: float = 0.0,
+                 execute: Callable[[Model, Any, LocalCore], Any] | None = None, *, timeout: float = 0.0,
                  progress: list[float] | None = None, release: Callable[[Job], None] | None = None) -> None:
         self.core = core
         self.timeout = timeout
@@ -374,6 +401,10 @@ class CoreExecutor:
         self._generation = 0
         self._running: Job | None = None
         self._elsewhere: dict[Job, None] = {}  # jobs of this core running on runners or inline
+        self._cpus = frozenset(core.cpus)
+        self._linger = False  # whether the worker looks for its next job a while before sleeping
+        self._sequence = _count_from_zero()  # queued jobs, numbered in submission order
+        self._head = 0  # the number of the oldest queued job that nothing has started
         self._lock = threading.Lock()
         self._start_worker()
 
@@ -390,8 +421,16 @@ class CoreExecutor:
     # -- placing jobs --------------------------------------------------------------------
 
     def submit(self, job: Job) -> None:
-        """Queue ``job`` for this core's worker thread."""
+        """Queue ``job`` for this core's worker thread.
+
+        The worker lingers after the job only when it was submitted from one of the core's
+        CPUs: a caller elsewhere is better served by running the job itself if it ends up
+        waiting for it before the worker has started (:meth:`try_steal`).
+        """
         job.executor = self
+        job.claim = _count_from_zero()
+        job.seq = next(self._sequence)
+        self._linger = _current_cpu() in self._cpus
         self._queue.put(job)
 
     def stop(self) -> None:
@@ -415,6 +454,29 @@ class CoreExecutor:
         runner.hand(self, job)
         return True
 
+    def try_steal(self, job: Job) -> bool:
+        """Run a queued job that nothing has started on its waiting caller's runner.
+
+        A caller that waits for its job anyway loses no overlap by running it, and saves
+        the cross-CPU wake-ups of a worker on another CPU. Only a job at the head of the
+        queue is taken (FIFO order holds), only on idle cores, and only a job that may run
+        outside the core's worker (``Model.inline``).
+        """
+        claim = job.claim
+        if claim is None or not job.model.inline or self._head != job.seq:
+            return False  # not queued here, bound to the worker, or behind another queued job
+        runner = caller_runner()
+        if not runner.idle or not self._take_slots(job):
+            return False
+        if next(claim):  # the worker started it meanwhile
+            self._free_slots(job)
+            return False
+        self._head = job.seq + 1
+        job.runner = runner
+        self._elsewhere[job] = None
+        runner.hand(self, job)
+        return True
+
     def try_inline(self, job: Job) -> bool:
         """Run ``job`` in the calling thread if the core is idle (only where no timeout applies)."""
         if not self._queue.empty() or not self._take_slots(job):
@@ -424,6 +486,13 @@ class CoreExecutor:
         return True
 
     def _take_slots(self, job: Job) -> bool:
+        replica = job.replica
+        if len(replica) == 1:
+            slot = self._slots[replica[0].index]
+            if not slot._lock.acquire(False):
+                return False
+            slot.holder = job
+            return True
         taken = []
         for core in job.replica:
             slot = self._slots[core.index]
@@ -440,9 +509,12 @@ class CoreExecutor:
         _thread_state.core = self.core.index
         pin_to_cpus(self.core.cpus)
         while generation == self._generation:
-            job = self._queue.get()
+            job = self._next_job()
             if job is None:
                 return
+            if next(job.claim):
+                continue  # run by its waiting caller (try_steal)
+            self._head = job.seq + 1
             if job.future._finished:
                 continue  # abandoned while it waited in the queue
             self._running = job
@@ -454,12 +526,27 @@ class CoreExecutor:
             self.run_taken(job)
             if self._running is job:
                 self._running = None
+            del job  # hold no model while waiting for the next job
+
+    def _next_job(self) -> Job | None:
+        """The next queued job: looked for a few times, yielding the CPU in between, before
+        sleeping, so a caller submitting job after job finds this thread awake."""
+        queue_ = self._queue
+        if self._linger:
+            for _ in range(WORKER_LINGER):
+                try:
+                    return queue_.get_nowait()
+                except queue.Empty:
+                    _sched_yield()
+        return queue_.get()
 
     def run_taken(self, job: Job) -> None:
         """Run every call of ``job`` in this thread; the job's slots are already held."""
-        start = time.monotonic()
-        self._count_switches(job.model, job.replica)
-        execute, model, core = self._execute, job.model, job.replica[0]
+        start = _monotonic()
+        model, replica = job.model, job.replica
+        if len(replica) > 1 or self._counters[replica[0].index].last_model != model.uid:
+            self._count_switches(model, replica)
+        execute, core = self._execute or model.runner, replica[0]
         try:
             if job.single:
                 value = execute(model, job.calls[0], core)
@@ -467,7 +554,7 @@ class CoreExecutor:
                 value = []
                 for call in job.calls:
                     value.append(execute(model, call, core))
-                    self._mark_progress(job.replica, time.monotonic())
+                    self._mark_progress(replica, _monotonic())
         except BaseException as error:  # noqa: BLE001 - re-raised to the caller
             self._complete(job, start, error=self._wrap(job, error))
         else:
@@ -476,16 +563,26 @@ class CoreExecutor:
     def _complete(self, job: Job, start: float, value: Any = None, error: BaseException | None = None) -> None:
         """Settle a job that ran to its end, unless it was abandoned meanwhile."""
         future = job.future
-        if not future._take():
+        if next(future._claim):
             return  # abandoned after its deadline: the caller has had its error; drop the result
-        now = time.monotonic()
-        self._elsewhere.pop(job, None)
-        self._count(job, now - start, error)
+        now = _monotonic()
+        elapsed = now - start
+        if job.runner is not None:
+            self._elsewhere.pop(job, None)
+        counters = self._counters[self.core.index]
+        counters.executions += len(job.calls)
+        counters.latencies.append(elapsed)
+        if error is not None:
+            counters.errors += 1
+        slots, progress, all_counters = self._slots, self._progress, self._counters
         for core in job.replica:  # one pass: free the slot, note the progress, add the busy time
             index = core.index
-            self._slots[index].release(job)
-            self._progress[index] = now
-            self._counters[index].busy_seconds += now - start
+            slot = slots[index]
+            if slot.holder is job:
+                slot.holder = None
+                slot._lock.release()
+            progress[index] = now
+            all_counters[index].busy_seconds += elapsed
         self._release(job)
         future._settle(value, error)
 
@@ -497,14 +594,6 @@ class CoreExecutor:
         progress = self._progress
         for core in replica:
             progress[core.index] = now
-
-    def _count(self, job: Job, elapsed: float, error: BaseException | None) -> None:
-        """Executions, latency and errors on the replica's first core (busy time: every core)."""
-        counters = self._counters[self.core.index]
-        counters.executions += len(job.calls)
-        counters.latencies.append(elapsed)
-        if error is not None:
-            counters.errors += 1
 
     def _count_switches(self, model: Model, replica: tuple[LocalCore, ...]) -> None:
         uid = model.uid
@@ -616,14 +705,22 @@ class Runner:
     costs the caller T, not its thread; the runner stuck in it is then retired and the
     caller gets a new one. The runner follows the caller's CPU (its affinity is set to
     the CPU the caller last ran on), as the call would have run there inline.
+
+    The handoff is one attribute: the caller stores the call in ``_item`` and yields its
+    CPU; the runner, lingering on the same CPU after its previous call, finds it there.
+    Only a runner that has stopped lingering sleeps, on ``_wake``, and only then does the
+    caller wake it.
     """
 
-    __slots__ = ("_queue", "retired", "_thread", "_cpu", "_last", "__weakref__")
+    __slots__ = ("_item", "_wake", "sleeping", "retired", "_thread", "_cpu", "_last", "recheck", "__weakref__")
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[CoreExecutor, Job] | None] = queue.SimpleQueue()
+        self._item: tuple[CoreExecutor, Job] | None = None
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self.sleeping = False
         self.retired = False
         self._cpu: int | None = None
+        self.recheck = True  # look up the caller's CPU at the next hand (a wait had to sleep)
         self._last: ExecutionFuture | None = None  # the future of the job handed last
         self._thread = threading.Thread(target=self._loop, name="ncrt-runner", daemon=True)
         self._thread.start()
@@ -637,12 +734,20 @@ class Runner:
         return last is None or last._finished
 
     def hand(self, executor: CoreExecutor, job: Job) -> None:
-        """Run ``job`` (whose slots the caller took) on this runner."""
-        cpu = _current_cpu()
-        if cpu is not None and cpu != self._cpu:
-            self._follow(cpu)
+        """Run ``job`` (whose slots the caller took) on this runner.
+
+        The caller's CPU is looked up again only after a wait that had to sleep (the sign
+        that the two threads are apart, or that the call was long enough not to matter).
+        """
+        if self.recheck:
+            self.recheck = False
+            cpu = _current_cpu()
+            if cpu != self._cpu and cpu is not None:
+                self._follow(cpu)
         self._last = job.future
-        self._queue.put((executor, job))
+        self._item = (executor, job)
+        if self.sleeping:
+            self._wake.put(None)
 
     def _follow(self, cpu: int) -> None:
         try:
@@ -652,33 +757,41 @@ class Runner:
         self._cpu = cpu
 
     def retire(self) -> None:
-        """Stop taking calls (the runner is stuck in one): the caller makes a new runner."""
+        """Stop taking calls (the runner is stuck in one, or its caller is gone)."""
         self.retired = True
-        self._queue.put(None)
+        self._wake.put(None)
 
     def _loop(self) -> None:
         _thread_state.runner = self
         while True:
             item = self._next()
-            if item is None or self.retired:
+            if item is None:
                 return
             executor, job = item
             executor.run_taken(job)
             del item, executor, job  # hold no model while waiting for the next call
 
     def _next(self) -> tuple[CoreExecutor, Job] | None:
-        """The next call: looked for a few times, yielding the CPU in between, before sleeping.
+        """The next call (None once retired): looked for a few times, yielding the CPU in
+        between, before sleeping.
 
         A caller making calls back to back hands the next one over while this thread is
-        still awake on its CPU, so neither thread pays a wake-up from sleep.
+        still awake on its CPU, so neither thread pays a wake-up from sleep. Going to
+        sleep, the runner says so before it looks a last time, and the caller looks at
+        that flag after storing the call: one of the two always sees the other.
         """
-        queue_ = self._queue
         for _ in range(RUNNER_LINGER):
-            try:
-                return queue_.get_nowait()
-            except queue.Empty:
-                _sched_yield()
-        return queue_.get()
+            item = self._item
+            if item is not None:
+                self._item = None
+                return None if self.retired else item
+            _sched_yield()
+        self.sleeping = True
+        while self._item is None and not self.retired:
+            self._wake.get()
+        self.sleeping = False
+        item, self._item = self._item, None
+        return None if self.retired else item
 
 
 def current_runner() -> Runner | None:
@@ -698,7 +811,7 @@ def caller_runner() -> Runner:
     if runner is None or runner.retired or _callers.generation != _generation[0]:
         runner = Runner()
         token = _CallerToken()
-        weakref.finalize(token, runner._queue.put, None)
+        weakref.finalize(token, runner.retire)
         _callers.runner, _callers.token, _callers.generation = runner, token, _generation[0]
     return runner
 

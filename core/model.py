@@ -11,6 +11,7 @@ from .manifest import Manifest
 from .pipeline import build_pipelines
 
 if TYPE_CHECKING:
+    from .coalesce import CoalesceSettings, Coalescer
     from .executor import ExecutionFuture
     from .pipeline import StagePipeline, StageSpec
     from .placement import Placement
@@ -111,6 +112,8 @@ class LoadedModel:
         self._lock = threading.Lock()
         self.unloaded = False
         self.pipelines: list[StagePipeline] | None = build_pipelines(runtime, model, self.replicas)
+        self.coalescing: CoalesceSettings | None = None  # None: the runtime's (NCRT_COALESCE*)
+        self.coalescer: Coalescer | None = None  # made by the first data-parallel runner that needs one
 
     @property
     def name(self) -> str:
@@ -144,10 +147,10 @@ class LoadedModel:
             self.outstanding[replica] -= 1
 
     def submit(self, inputs: Any, replica: int | None = None) -> ExecutionFuture:
-        return self.runtime.submit(self, [inputs], replica, single=True, is_async=True)
+        return self.runtime.submit(self, (inputs,), replica, single=True, is_async=True)
 
     def run(self, inputs: Any, replica: int | None = None) -> Any:
-        return self.runtime.submit(self, [inputs], replica, single=True).result()
+        return self.runtime.submit(self, (inputs,), replica).result()
 
     def run_many(self, calls: Sequence[Any], replica: int | None = None, *,
                  asynchronous: bool = True) -> ExecutionFuture:

@@ -14,16 +14,24 @@ Every framework uses this runner; two options say how its models take a batch:
 - ``idle_only``: chunks are spread only over replicas with nothing outstanding; when fewer
   than two are idle the whole batch goes, as one run, to the least-loaded replica (so a
   stream from many threads is not split into tiny jobs that queue behind each other).
+
+With dynamic batching, a request smaller than the model's coalescing limit (the compiled
+batch, or more rows if configured) goes to the model's :class:`~ncrt.coalesce.Coalescer`,
+which joins it with the other callers' requests waiting for the same replicas; this
+runner then runs each joined execution on one replica (:meth:`run_on`, :meth:`launch`).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from .batching import TensorOps, batch_size_of, chunk_bounds, even_bounds, gather, scatter
+from .coalesce import Coalescer, settings_of
 from .errors import BadInputError
 
 if TYPE_CHECKING:
+    from .executor import ExecutionFuture
     from .model import LoadedModel
 
 __all__ = ["DataParallelRunner"]
@@ -50,9 +58,87 @@ class DataParallelRunner:
 
     def __call__(self, inputs: Any) -> Any:
         total = batch_size_of(inputs, self.ops, self.dim)
-        if self.dynamic:
-            return self._run_dynamic(inputs, total)
-        return self._run_static(inputs, total)
+        if not self.dynamic:
+            return self._run_static(inputs, total)
+        limit = self.coalescing_limit(total)
+        if limit:
+            return self._coalescer().run(inputs, total, limit)
+        return self._run_dynamic(inputs, total)
+
+    def submit(self, inputs: Any) -> ExecutionFuture:
+        """Run ``inputs`` without waiting: joined with other callers' requests when small
+        enough (a :class:`~ncrt.coalesce.RequestFuture`), else as queued jobs, one per
+        replica run, whose outputs the returned future joins in order."""
+        total = batch_size_of(inputs, self.ops, self.dim)
+        if not self.dynamic:
+            return _joined([self.loaded.submit(chunk, replica=index)
+                            for index, chunk in enumerate(self._static_chunks(inputs, total))],
+                           lambda outputs: gather(outputs, self.ops, self.dim))
+        limit = self.coalescing_limit(total)
+        if limit:
+            return self._coalescer().submit(inputs, total, limit)
+        bounds = chunk_bounds(total, self.compiled_batch)
+        targets = self._targets(len(bounds))
+        runs = even_bounds(len(bounds), len(targets))
+        futures, lengths = [], []
+        for (start, length), replica in zip(runs, targets):
+            first, rows = start * self.compiled_batch, min(total, (start + length) * self.compiled_batch)
+            piece = scatter(inputs, self.ops, self.dim, [(first, rows - first)])[0]
+            calls, kept = self._one_run(piece, rows - first)
+            futures.append(self.loaded.run_many(calls, replica=replica))
+            lengths.append(kept)
+        return _joined(futures, lambda outputs: self._join_runs(outputs, lengths))
+
+    def _join_runs(self, outputs: list[list[Any]], lengths: list[list[int]]) -> Any:
+        flat = [output for run in outputs for output in run]
+        return gather(flat, self.ops, self.dim, [length for kept in lengths for length in kept])
+
+    # -- coalescing ----------------------------------------------------------------------
+
+    def coalescing_limit(self, total: int) -> int:
+        """The rows of a coalesced execution a request of ``total`` rows may join; 0: it runs on its own."""
+        settings = settings_of(self.loaded)
+        if not settings.enabled:
+            return 0
+        limit = settings.limit(self.compiled_batch)
+        return limit if total < limit else 0
+
+    def _coalescer(self) -> Coalescer:
+        coalescer = self.loaded.coalescer
+        if coalescer is None:
+            with self.loaded._lock:
+                coalescer = self.loaded.coalescer
+                if coalescer is None:
+                    coalescer = self.loaded.coalescer = Coalescer(self.loaded, self)
+        return coalescer
+
+    def _one_run(self, inputs: Any, total: int) -> tuple[list[Any], list[int]]:
+        """The calls that run ``total`` rows on one replica, and the rows each call keeps."""
+        batch = self.compiled_batch
+        bounds = chunk_bounds(total, batch)
+        if self.fused:
+            call = scatter(inputs, self.ops, self.dim, [(0, total)], len(bounds) * batch if self.pad else None)[0]
+            return [call], [total]
+        return (scatter(inputs, self.ops, self.dim, bounds, batch if self.pad else None),
+                [length for _, length in bounds])
+
+    def run_on(self, inputs: Any, total: int, replica: int) -> Any:
+        """``total`` rows on ``replica``, synchronously (on the caller's runner when it is idle)."""
+        calls, lengths = self._one_run(inputs, total)
+        if len(calls) == 1:
+            return self.join([self.loaded.run(calls[0], replica=replica)], total, lengths)
+        return self.join(self.loaded.run_many(calls, replica=replica, asynchronous=False).result(), total, lengths)
+
+    def launch(self, inputs: Any, total: int, replica: int) -> tuple[ExecutionFuture, list[int]]:
+        """Queue ``total`` rows as one job on ``replica``'s worker, never waiting for room under
+        the in-flight limit (QueueFullError instead); the future gives the calls' outputs."""
+        calls, lengths = self._one_run(inputs, total)
+        runtime = self.loaded.runtime
+        return runtime.submit(self.loaded, calls, replica, single=False, queued=True, wait_for_room=False), lengths
+
+    def join(self, outputs: list[Any], rows: int, lengths: list[int]) -> Any:
+        """The outputs of one run's calls joined, padding dropped (``rows`` rows)."""
+        return gather(outputs, self.ops, self.dim, lengths)
 
     def _run_dynamic(self, inputs: Any, total: int) -> Any:
         bounds = chunk_bounds(total, self.compiled_batch)
@@ -83,6 +169,10 @@ class DataParallelRunner:
         return gather(outputs, self.ops, self.dim, [count for _, count in rows])
 
     def _run_static(self, inputs: Any, total: int) -> Any:
+        chunks = self._static_chunks(inputs, total)
+        return gather(self._run_calls([[chunk] for chunk in chunks], list(range(len(chunks)))), self.ops, self.dim)
+
+    def _static_chunks(self, inputs: Any, total: int) -> list[Any]:
         expected = self.replica_count * self.compiled_batch
         if total != expected:
             raise BadInputError(
@@ -91,8 +181,7 @@ class DataParallelRunner:
                 f"{total / self.replica_count:g}, compiled batch size is {self.compiled_batch} "
                 f"(send a batch of {expected}, or enable dynamic batching with dim=0)"
             )
-        chunks = scatter(inputs, self.ops, self.dim, even_bounds(total, self.replica_count))
-        return gather(self._run_calls([[chunk] for chunk in chunks], list(range(len(chunks)))), self.ops, self.dim)
+        return scatter(inputs, self.ops, self.dim, even_bounds(total, self.replica_count))
 
     def _run_calls(self, runs: list[list[Any]], targets: list[int | None]) -> list[Any]:
         """Each run (a list of calls) as one job on its target replica; outputs in order.
@@ -109,3 +198,36 @@ class DataParallelRunner:
         for future in futures:
             outputs.extend(future.result())
         return outputs
+
+
+def _joined(futures: list[ExecutionFuture], join: Any) -> ExecutionFuture:
+    """A future settled once every one of ``futures`` is: ``join`` of their results in order,
+    or the first error among them. Each job keeps its own deadline (the watchdog abandons
+    a job nobody waits for), so this future is settled within the timeout too."""
+    from .executor import ExecutionFuture
+
+    joined = ExecutionFuture()
+    remaining = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(_: ExecutionFuture) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        if not joined._take():
+            return
+        error = next((future._error for future in futures if future._error is not None), None)
+        if error is not None:
+            joined._settle(error=error)
+            return
+        try:
+            value = join([future._value for future in futures])
+        except BaseException as join_error:  # noqa: BLE001 - delivered through the future
+            joined._settle(error=join_error)
+        else:
+            joined._settle(value)
+
+    for future in futures:
+        future.add_done_callback(one_done)
+    return joined

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import pluggy
 
+from .coalesce import CoalesceSettings
 from .config import Config, blocked_plugins, check_against_topology, parse_config
 from .errors import ForeignModelError, ModelLoadError, PlacementError, QueueFullError
 from .executor import CoreCounters, CoreExecutor, CoreSlot, ExecutionFuture, Job, Overdue, Watchdog
@@ -89,6 +90,9 @@ class Runtime:
         self.inflight_limit = self.config.max_inflight(len(self.cores))
         self._block_when_full = self.config.queue_full == "block"
         self._inflight = Tokens(self.inflight_limit)
+        self._inflight_queue = self._inflight._queue
+        self._timed = self.config.exec_timeout > 0
+        self.coalescing = CoalesceSettings.from_config(self.config)  # models without settings of their own
         async_limit = self.config.async_exec_max_inflight_requests
         self._async_slots = [Tokens(async_limit) for _ in self.cores] if async_limit else None
         self._models: list[LoadedModel] = []
@@ -181,7 +185,7 @@ class Runtime:
                 executor = self._executors.get(index)
                 if executor is None:
                     executor = CoreExecutor(
-                        self.cores[index], self._slots, self.counters, self._execute,
+                        self.cores[index], self._slots, self.counters, None,
                         timeout=self.config.exec_timeout, progress=self._progress, release=self._release,
                     )
                     self._executors[index] = executor
@@ -194,13 +198,8 @@ class Runtime:
         when nobody waits for them."""
         self._watchdog.watch(source)
 
-    @staticmethod
-    def _execute(model: Model, inputs: Any, core: LocalCore) -> Any:
-        """Run ``model`` with the runner its plugin handed over at load (no hook call per call)."""
-        return model.runner(model, inputs, core)
-
-    def _admit(self, tokens: Tokens, what: str, limit: int) -> None:
-        if tokens.take(block=self._block_when_full):
+    def _admit(self, tokens: Tokens, what: str, limit: int, block: bool | None = None) -> None:
+        if tokens.take(block=self._block_when_full if block is None else block):
             return
         raise QueueFullError(
             f"{limit} {what} are already in flight; wait for results, raise the limit, or set "
@@ -208,32 +207,44 @@ class Runtime:
         )
 
     def submit(self, loaded: LoadedModel, calls: Sequence[Any], replica: int | None = None,
-               single: bool = True, is_async: bool = False) -> ExecutionFuture:
+               single: bool = True, is_async: bool = False, *, queued: bool = False,
+               wait_for_room: bool | None = None) -> ExecutionFuture:
         """Run ``calls`` of ``loaded`` as one job on one replica; return the future.
 
         A synchronous job on an idle replica runs on the caller's runner (or, with no
-        timeout, in the caller's thread); any other job is queued to the replica's first core.
+        timeout, in the caller's thread); any other job is queued to the replica's first
+        core. ``queued``: queue it to the core's worker, not as an asynchronous request of
+        the application (the asynchronous in-flight limit does not apply). ``wait_for_room``:
+        whether to wait when ``NEURON_MAX_NUM_INFERS`` jobs are in flight (default: as
+        ``NCRT_QUEUE_FULL`` says) or raise QueueFullError at once.
         """
         if loaded.unloaded or self.forked:
             raise self._unusable(loaded)
-        if not self._inflight.take(self._block_when_full):
-            self._admit(self._inflight, "inferences (NEURON_MAX_NUM_INFERS)", self.inflight_limit)
-        index = loaded.acquire_replica(replica)
+        try:
+            self._inflight_queue.get_nowait()  # Tokens.take's fast path, inline: every call passes here
+        except queue.Empty:
+            block = self._block_when_full if wait_for_room is None else wait_for_room
+            if not self._inflight.take(block):
+                self._admit(self._inflight, "inferences (NEURON_MAX_NUM_INFERS)", self.inflight_limit,
+                            block)
+        index = loaded.acquire_replica(replica) if replica is not None or len(loaded.replicas) > 1 else 0
         cores = loaded.replicas[index]
         executor = self._executors.get(cores[0].index) or self.executor(cores[0].index)
-        try:
-            async_slot = self._async_slot(cores[0].index) if is_async else None
-        except QueueFullError:
-            loaded.release_replica(index)
-            raise
+        async_slot = None
+        if is_async and self._async_slots is not None:
+            try:
+                async_slot = self._async_slot(cores[0].index)
+            except QueueFullError:
+                loaded.release_replica(index)
+                raise
         token = (loaded, index, async_slot)
         if loaded.pipelines:  # NeuronCore Pipeline: the calls stream through the replica's stages
             return loaded.pipelines[index].submit(calls, single, lambda: self._give_back(token),
-                                                  synchronous=not is_async)
+                                                  synchronous=not (is_async or queued))
         future = ExecutionFuture()
-        job = Job(loaded.model, calls, cores, future, single, token=token)
-        if not is_async and loaded.model.inline:
-            if self.config.exec_timeout > 0:
+        job = Job(loaded.model, calls, cores, future, single, token)
+        if not (is_async or queued) and loaded.model.inline:
+            if self._timed:
                 if executor.try_runner(job):
                     return future
             elif executor.try_inline(job):
@@ -274,8 +285,13 @@ class Runtime:
 
     def _give_back(self, token: tuple[LoadedModel, int, Tokens | None]) -> None:
         loaded, index, async_slot = token
-        loaded.release_replica(index)
-        self._inflight.give()
+        if len(loaded.replicas) > 1:
+            loaded.release_replica(index)
+        tokens = self._inflight_queue
+        if tokens.qsize() < Tokens.QUEUED:  # Tokens.give's fast path, inline
+            tokens.put(None)
+        else:
+            self._inflight.give()
         if async_slot is not None:
             async_slot.give()
 

@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ncrt import get_runtime
 from ncrt.adapters.mxnet import ADAPTER, import_mxnet, params_digest
+from ncrt.batching import batch_size_of
 from ncrt.errors import BadInputError
 from ncrt.manifest import Manifest, verify_payload
 from ncrt.model import Model, unload_when_freed
+from ncrt.parallel import DataParallelRunner
 
 from .compile import manifest_of, weights_of
 from .execute import FRAMEWORK, SymbolPayload, as_ndarray, run_on_core
@@ -42,6 +44,8 @@ class NeuronExecutor:
 
     ``forward(data=...)`` runs the model on its cores (in the first core's executor
     thread) and returns the outputs as a list of NDArrays, also kept in ``outputs``.
+    Several threads may call ``forward`` at once: each call runs its own inputs, and
+    small concurrent calls are joined into one call on the core (:mod:`ncrt.coalesce`).
     Inputs given to ``forward`` (or copied into ``arg_dict``) are remembered, so
     ``forward()`` alone reruns with the current ones.
     """
@@ -57,6 +61,10 @@ class NeuronExecutor:
         self.arg_dict: dict[str, Any] = {name: _ndarray(value) for name, value in args.items()}
         self.aux_dict: dict[str, Any] = {name: _ndarray(value) for name, value in aux.items()}
         self.outputs: list[Any] = []
+        # Concurrent small forwards (many threads, one executor) are joined into one call on the
+        # core; no padding: a core binds an executor per batch size, and runs any.
+        self._runner = DataParallelRunner(loaded, ADAPTER, compiled_batch=loaded.manifest.batch_size or 1,
+                                          fused=True, pad=False)
 
     @property
     def cores(self) -> tuple[int, ...]:
@@ -102,19 +110,27 @@ class NeuronExecutor:
                 f"model {self.loaded.name!r} got input(s) {unknown} it does not take; accepted: "
                 f"{self.payload.input_names} as keyword arguments of forward()"
             )
-        for name, value in inputs.items():
-            self.arg_dict[name] = as_ndarray(name, value, self.payload.manifest)
-        self.outputs = self.loaded.run(self._current_inputs())
-        return self.outputs
+        given = {name: as_ndarray(name, value, self.payload.manifest) for name, value in inputs.items()}
+        self.arg_dict.update(given)
+        current = self._current_inputs(given)  # this call's inputs, whatever other threads set meanwhile
+        rows = batch_size_of(current, ADAPTER, 0)
+        if self._runner.coalescing_limit(rows):
+            outputs = self._runner(current)  # joined with other threads' requests to this model
+        else:
+            outputs = self.loaded.run(current)
+        self.outputs = outputs
+        return outputs
 
-    def _current_inputs(self) -> dict[str, Any]:
-        missing = [name for name in self.payload.input_names if name not in self.arg_dict]
+    def _current_inputs(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        given = given or {}
+        missing = [name for name in self.payload.input_names if name not in given and name not in self.arg_dict]
         if missing:
             raise BadInputError(
                 f"model {self.loaded.name!r} has no value for input(s) {missing}; give them to forward() "
                 "or copy_params_from()"
             )
-        return {name: as_ndarray(name, self.arg_dict[name], self.payload.manifest) for name in self.payload.input_names}
+        return {name: given[name] if name in given else as_ndarray(name, self.arg_dict[name], self.payload.manifest)
+                for name in self.payload.input_names}
 
     def copy_params_from(self, arg_params: Mapping[str, Any], aux_params: Mapping[str, Any] | None = None,
                          allow_extra_params: bool = False) -> None:

@@ -130,6 +130,21 @@ class NeuronModel:
             )
         return [_as_batch(value, name) for value, name in zip(args, self.input_names)]
 
+    def submit_request(self, *args: Any, **kwargs: Any) -> tuple[int, Any]:
+        """Start a call without waiting: ``(rows, future)``; ``outputs_of(future.result())``
+        gives what the call returns. Small calls are joined with other requests waiting for
+        the model (:mod:`ncrt.coalesce`); what ``feed(max_batch=...)`` uses."""
+        inputs = tuple(self._arrange(args, kwargs))
+        rows = batch_size_of(inputs, ADAPTER, 0)
+        if not self.manifest.dynamic_batching:
+            self._check_static(rows)
+            return rows, self.loaded.submit(inputs)
+        return rows, self._runner.submit(inputs)
+
+    def outputs_of(self, outputs: dict[str, Any]) -> Any:
+        """The structure a call returns (tensor, tuple or dict) for the outputs of a request."""
+        return self._structure(outputs)
+
     def _dispatch(self, inputs: list[Any]) -> dict[str, Any]:
         if self.manifest.dynamic_batching:
             return self._runner(tuple(inputs))

@@ -3,20 +3,21 @@
 ``auto_multicore`` loads a model once and replicates it on ``num_cores`` cores;
 :func:`write_auto_multicore` writes a copy of a compiled model that replicates itself
 when loaded (``ncrt tf-auto-multicore``). :func:`feed` runs a stream of inputs from a
-thread pool, in order.
+thread pool or, with ``max_batch``, through the runtime's request coalescing, in order.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
-from ncrt import get_runtime
+from ncrt import coalesce, get_runtime
 from ncrt.adapters.tensorflow import ADAPTER
-from ncrt.batching import batch_size_of, gather, scatter
+from ncrt.batching import batch_size_of
 from ncrt.errors import BadInputError, ModelLoadError
 from ncrt.manifest import Manifest
 from ncrt.placement import PlacementRequest
@@ -67,57 +68,69 @@ def _rows(item: Any) -> int:
     return batch_size_of(item, ADAPTER, 0)
 
 
-def _coalesce(inputs: Iterable[Any], max_batch: int) -> Iterator[list[Any]]:
-    """Consecutive inputs grouped into runs of at most ``max_batch`` rows (a larger one alone)."""
-    group: list[Any] = []
-    rows = 0
-    for item in inputs:
-        size = _rows(item)
-        if group and rows + size > max_batch:
-            yield group
-            group, rows = [], 0
-        group.append(item)
-        rows += size
-    if group:
-        yield group
-
-
-def _call_group(model: Any, group: list[Any]) -> list[Any]:
-    """One call on the rows of every input of ``group``; its outputs cut back per input."""
-    adapter = ADAPTER
-    sizes = [_rows(item) for item in group]
-    outputs = _call(model, gather(group, adapter, 0)) if len(group) > 1 else _call(model, group[0])
-    if len(group) == 1:
-        return [outputs]
-    starts = [sum(sizes[:index]) for index in range(len(sizes))]
-    return scatter(outputs, adapter, 0, list(zip(starts, sizes)))
+def _check_max_batch(max_batch: int | None) -> None:
+    if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
+        raise BadInputError(f"max_batch={max_batch!r} is not valid; accepted: a whole number of rows >= 1, or None")
 
 
 def feed(model: Any, inputs: Iterable[Any], threads: int | None = None,
          max_batch: int | None = None) -> list[Any]:
-    """Run a stream of inputs through ``model`` from a thread pool; outputs in input order.
+    """Run a stream of inputs through ``model``; outputs in input order.
 
     ``threads`` defaults to the runtime's in-flight limit (``NEURON_MAX_NUM_INFERS``, by
-    default cores + 3, seed 003). A tuple item is passed as positional inputs. At most
-    ``2 x threads`` calls are taken from the stream ahead of the results.
+    default cores + 3, seed 003). A tuple item is passed as positional inputs.
 
-    ``max_batch``: consecutive inputs are joined into calls of up to that many rows, and
-    each input gets its own rows of the outputs back. A stream of small requests then runs
-    as fewer, larger batches, the throughput lever of seed 003 (a larger batch amortises
-    the per-call cost), at the price of latency. ``None``: one call per input.
+    Without ``max_batch``: one call per input from a pool of ``threads`` threads, at most
+    ``2 x threads`` inputs taken from the stream ahead of the results; concurrent small
+    inputs are joined by the model's coalescing as any callers' are.
+
+    ``max_batch=N``: the stream's inputs are joined into executions of up to N rows by
+    the runtime's request coalescing (:mod:`ncrt.coalesce`), each input getting its own
+    rows of the outputs back: a stream of small requests runs as fewer, larger batches
+    (the throughput lever of seed 003), at the price of latency. Inputs of a placed
+    NeuronModel are submitted without a thread each, up to ``threads x N`` rows ahead of
+    the results (enough to fill every replica and the executions queued behind them);
+    any other callable (one that calls an ncrt model) is called from the thread pool with
+    N as the coalescing limit of its calls.
     """
+    _check_max_batch(max_batch)
     runtime = model.loaded.runtime if isinstance(model, NeuronModel) else get_runtime()
     threads = threads or runtime.inflight_limit
-    groups = ([item] for item in inputs) if max_batch is None else _coalesce(inputs, max_batch)
+    if max_batch is not None and isinstance(model, NeuronModel) and model.manifest.dynamic_batching:
+        return _feed_coalesced(model, inputs, threads * max_batch, max_batch)
     results: list[Any] = []
+    call = _call if max_batch is None else functools.partial(_call_joined, max_batch)
     with ThreadPoolExecutor(threads, thread_name_prefix="ncrt-tf-feed") as pool:
         window: deque = deque()
-        for group in groups:
-            window.append(pool.submit(_call_group, model, group))
+        for item in inputs:
+            window.append(pool.submit(call, model, item))
             if len(window) >= 2 * threads:
-                results.extend(window.popleft().result())
+                results.append(window.popleft().result())
         for future in window:
-            results.extend(future.result())
+            results.append(future.result())
+    return results
+
+
+def _call_joined(max_batch: int, model: Any, item: Any) -> Any:
+    with coalesce.max_batch(max_batch):
+        return _call(model, item)
+
+
+def _feed_coalesced(model: NeuronModel, inputs: Iterable[Any], budget: int, max_batch: int) -> list[Any]:
+    """Submit every input to the model's coalescing (limit ``max_batch``), ``budget`` rows ahead."""
+    results: list[Any] = []
+    window: deque = deque()
+    ahead = 0
+    with coalesce.max_batch(max_batch):
+        for item in inputs:
+            rows, future = model.submit_request(*(item if isinstance(item, tuple) else (item,)))
+            window.append((rows, future))
+            ahead += rows
+            while ahead > budget:
+                done_rows, done = window.popleft()
+                results.append(model.outputs_of(done.result()))
+                ahead -= done_rows
+    results.extend(model.outputs_of(future.result()) for _, future in window)
     return results
 
 

@@ -195,6 +195,7 @@ class NeuronModule:
         self._finalizer: Any = None  # set while this module owns its placement
         self._half_inputs = "FLOAT32_TO_FLOAT16" in manifest.extra.get("optimizations", ())
         self._lock = threading.Lock()
+        self._placing = threading.Lock()  # callers finding no placement: one of them places it
 
     def to_model(self) -> Model:
         """A fresh runtime Model of this module (per-core weights per NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS)."""
@@ -251,7 +252,10 @@ class NeuronModule:
         if loaded is not None and not loaded.runtime.closed:
             loaded.runtime.unload_freed()  # a DataParallel we ran on may have been freed
         if loaded is None or loaded.unloaded or loaded.runtime.closed:
-            loaded = self.place()
+            with self._placing:  # many threads' first calls at once: one placement, not one each
+                loaded = self.loaded
+                if loaded is None or loaded.unloaded or loaded.runtime.closed:
+                    loaded = self.place()
         return loaded
 
     @property
@@ -279,9 +283,11 @@ class NeuronModule:
         inputs = TorchCall(args, kwargs)
         if self._half_inputs:
             inputs = _float16_as_traced(inputs, self.manifest)
-        size = check_inputs(self.manifest, inputs, 0, self.dynamic_batch_size)
-        if size != self.manifest.batch_size and self._runner is not None:
-            return self._runner(inputs)
+        dynamic = self.dynamic_batch_size
+        size = check_inputs(self.manifest, inputs, 0, dynamic)
+        runner = self._runner
+        if runner is not None and dynamic and (size != self.manifest.batch_size or runner.coalescing_limit(size)):
+            return runner(inputs)  # chunked and padded, or joined with other callers' requests
         return loaded.run(inputs)
 
     def to(self, device: Any) -> NeuronModule:

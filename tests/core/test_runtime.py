@@ -43,13 +43,30 @@ def test_seed_000_thirteen_cores_four_groups(runtime_env):
     assert [m(np.ones(2)).tolist() for m in loaded] == [[2.0, 2.0]] * 4
 
 
+def settled(future):
+    """Wait for ``future`` without ``result()`` (a waiting caller may run its queued job itself)."""
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    assert done.wait(5)
+    return future.result()
+
+
 def test_sync_calls_run_on_the_callers_runner_and_async_calls_on_the_core_thread(runtime_env):
     runtime = runtime_env()
     seen = []
     model = runtime.load(lambda x: seen.append(threading.current_thread().name) or x + 1)
     assert model(41) == 42  # on the caller's runner, holding the core: abandonable at the timeout
-    assert model.submit((1,)).result() == 2
+    assert settled(model.submit((1,))) == 2
     assert seen == ["ncrt-runner", "ncrt-nc0"]
+
+
+def test_a_caller_waiting_for_a_job_nothing_started_may_run_it_on_its_runner(runtime_env):
+    runtime = runtime_env()
+    seen = []
+    model = runtime.load(lambda x: seen.append(threading.current_thread().name) or x + 1)
+    assert [model.submit((x,)).result() for x in range(20)] == list(range(1, 21))
+    assert set(seen) <= {"ncrt-runner", "ncrt-nc0"} and threading.current_thread().name not in seen
+    assert runtime.counters[0].executions == 20
 
 
 def test_without_a_timeout_sync_calls_run_in_the_callers_thread(runtime_env):
@@ -57,7 +74,7 @@ def test_without_a_timeout_sync_calls_run_in_the_callers_thread(runtime_env):
     seen = []
     model = runtime.load(lambda x: seen.append(threading.current_thread().name) or x + 1)
     assert model(41) == 42  # like nrt_execute: nothing to abandon, so no handoff at all
-    assert model.submit((1,)).result() == 2
+    assert settled(model.submit((1,))) == 2
     assert seen == ["MainThread", "ncrt-nc0"]
 
 

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -161,19 +162,45 @@ def test_feed_returns_outputs_in_order(models, runtime_env):
         assert_matches(models["keras"], out, x)
 
 
-def test_feed_can_coalesce_small_requests_into_larger_calls(models, runtime_env):
-    runtime_env(NEURON_RT_NUM_CORES="2")
+def hold_cores(runtime, count):
+    """Keep ``count`` cores busy with a python model until the returned event is set."""
+    gate = threading.Event()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ncrt.ModelSwitchWarning)
+        holder = runtime.load(ncrt.Model("gate", "python", ncrt.Manifest("python"), lambda: gate.wait(30)),
+                              replicas=count)
+    held = [holder.submit((), replica=index) for index in range(count)]
+    return gate, held
+
+
+def test_feed_joins_small_requests_into_larger_executions(models, runtime_env):
+    runtime = runtime_env(NEURON_RT_NUM_CORES="2")
     model = tfn.auto_multicore(models["dirs"]["traced"], num_cores=2)
-    calls = []
-    def counted(x):
-        calls.append(len(x))
-        return model(x)
     stream = [batch(1 + i % 4, seed=i) for i in range(12)]  # 30 rows in 12 requests
-    outputs = tfn.feed(counted, stream, threads=2, max_batch=8)
-    assert len(outputs) == len(stream) and max(calls) <= 8 and len(calls) < len(stream)
-    assert sum(calls) == sum(len(x) for x in stream)
+    gate, held = hold_cores(runtime, 2)  # the cores are busy: the requests wait, and get joined
+    outputs = []
+    feeding = threading.Thread(target=lambda: outputs.extend(tfn.feed(model, stream, threads=4, max_batch=8)))
+    feeding.start()
+    while model.loaded.coalescer is None or len(model.loaded.coalescer._pending) < 10:
+        time.sleep(0.005)  # two requests have gone to the cores, ten wait to be joined
+    gate.set()
+    feeding.join(30)
+    coalescer = model.loaded.coalescer
+    assert len(outputs) == len(stream) and coalescer.largest <= 8
+    assert coalescer.executions <= 2 + 4 and coalescer.joined >= 10  # 2 alone, then at most 4 of <= 8 rows
     for x, out in zip(stream, outputs):
         assert_matches(models["keras"], out, x)  # each request gets its own rows back
+
+
+def test_feed_with_max_batch_works_through_any_callable(models, runtime_env):
+    runtime_env(NEURON_RT_NUM_CORES="2")
+    model = tfn.auto_multicore(models["dirs"]["traced"], num_cores=2)
+    stream = [batch(1 + i % 3, seed=i) for i in range(9)]
+    outputs = tfn.feed(lambda x: model(x), stream, threads=3, max_batch=8)
+    for x, out in zip(stream, outputs):
+        assert_matches(models["keras"], out, x)
+    with pytest.raises(BadInputError, match="max_batch=0 is not valid"):
+        tfn.feed(model, stream, max_batch=0)
 
 
 def test_cli_writes_a_self_replicating_model(models, runtime_env, tmp_path, capsys):

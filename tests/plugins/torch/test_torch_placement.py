@@ -131,3 +131,34 @@ def test_compat_names_are_the_plugin_objects(cnn, tmp_path, python_env):
     out = subprocess.run([sys.executable, "-c", code], env=python_env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "placed NC0 torch.Size([1, 5])" in out.stdout
+
+
+def test_first_calls_from_many_threads_at_once_share_one_placement(cnn, runtime_env):
+    """A traced module places itself on its first call; sixteen first calls at once make one
+    placement (none of them unloads another's), and dynamic batching joins their requests."""
+    import threading
+
+    runtime = runtime_env(NEURON_RT_NUM_CORES="2")
+    model = neuron.trace(cnn, torch.rand(8, 3, 8, 8), dynamic_batch_size=True)
+    images = [torch.rand(1, 3, 8, 8) for _ in range(16)]
+    start = threading.Barrier(16, timeout=10)
+    outputs, errors = {}, []
+
+    def call(index):
+        try:
+            start.wait()
+            for _ in range(5):
+                outputs[index] = model(images[index])
+        except BaseException as error:  # noqa: BLE001 - checked below
+            errors.append(error)
+
+    threads = [threading.Thread(target=call, args=(index,)) for index in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors[:3]
+    for index, image in enumerate(images):
+        close(outputs[index], plain(cnn, image))  # each caller got its own row
+    assert model.placement_label == "NC0" and len(runtime.models) == 1
+    assert model.loaded.coalescer is not None
