@@ -97,7 +97,7 @@ class Runtime:
         self._async_slots = [Tokens(async_limit) for _ in self.cores] if async_limit else None
         self._models: list[LoadedModel] = []
         self._freed: queue.SimpleQueue[LoadedModel] = queue.SimpleQueue()
-        self._draining = threading.Lock()
+        self._draining = threading.RLock()  # re-entered when an unload hook asks for the models
         self.closed = False
         self.pid = os.getpid()
         self.command = command_line()
@@ -130,7 +130,7 @@ class Runtime:
 
     def place(self, model: Model, request: PlacementRequest) -> LoadedModel:
         """Ask the placement hook for cores, record them, warn when cores are shared."""
-        self.unload_freed()
+        self.unload_freed(wait=True)  # every model freed so far is off its cores first
         placement: Placement | None = self.pm.hook.ncrt_placement(model=model, request=request, runtime=self)
         if placement is None:
             raise PlacementError(f"no placement plugin answered for {model!r} with {request}")
@@ -166,10 +166,15 @@ class Runtime:
         """Queue ``loaded`` for unloading (safe in a garbage-collector callback: no lock, no hook)."""
         self._freed.put(loaded)
 
-    def unload_freed(self) -> None:
-        """Unload the models queued by :meth:`unload_later` (done before every placement)."""
-        if self._freed.empty() or not self._draining.acquire(blocking=False):
-            return  # nothing queued, or this or another thread is already unloading them
+    def unload_freed(self, wait: bool = False) -> None:
+        """Unload the models queued by :meth:`unload_later` (done before every placement).
+
+        ``wait``: if another thread is unloading them (the stats thread describing the
+        process), wait until it is done; a placement must see every freed core free.
+        Otherwise return at once and leave them to that thread.
+        """
+        if self._freed.empty() or not self._draining.acquire(blocking=wait):
+            return  # nothing queued, or another thread is already unloading them
         try:
             while not self._freed.empty():
                 self.unload(self._freed.get_nowait())

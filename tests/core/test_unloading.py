@@ -121,3 +121,29 @@ def test_unloading_while_a_record_is_being_written_does_not_deadlock(runtime_env
     worker.join(10)
     assert not worker.is_alive(), "publishing deadlocked"
     assert runtime.models == []
+
+
+def test_a_placement_waits_for_freed_models_another_thread_is_unloading(runtime_env):
+    """The stats thread describing the process may be unloading freed models (slowly, one
+    process record each) while the application loads: the load still sees every freed core."""
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.6xlarge")
+    old = [Wrapper(runtime, f"old{i}") for i in range(4)]
+    assert [w.loaded.placement.label for w in old] == ["NC0", "NC1", "NC2", "NC3"]
+    unloading, slow = threading.Event(), threading.Event()
+
+    class SlowUnload:
+        @ncrt.hookimpl
+        def ncrt_model_unloaded(self, loaded):
+            unloading.set()
+            slow.wait(0.5)
+
+    runtime.pm.register(SlowUnload())
+    del old
+    describer = threading.Thread(target=runtime.describe)  # what the stats thread does
+    describer.start()
+    assert unloading.wait(5)
+    fresh = Wrapper(runtime, "fresh")  # while the describer is still unloading the old ones
+    slow.set()
+    describer.join()
+    assert fresh.loaded.placement.label == "NC0"
+    assert [m.name for m in runtime.models] == ["fresh"]
