@@ -15,6 +15,7 @@ left open (``None``), so one framework call can take several compiled-batch chun
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -393,6 +394,7 @@ class TracedModel:
         self.module = module
         self.manifest = manifest
         self._placed: Any = None
+        self._placing = threading.Lock()  # many threads' first calls at once: one placement, not one each
 
     @property
     def on_neuron_ratio(self) -> float:
@@ -408,9 +410,13 @@ class TracedModel:
         return Path(directory)
 
     def __call__(self, *inputs: Any, **named: Any) -> Any:
-        if self._placed is None:
-            self._placed = load_model(self)
-        return self._placed(*inputs, **named)
+        placed = self._placed
+        if placed is None:
+            with self._placing:
+                if self._placed is None:
+                    self._placed = load_model(self)
+                placed = self._placed
+        return placed(*inputs, **named)
 
     def __repr__(self) -> str:
         return f"<TracedModel batch={self.manifest.batch_size} pipeline_cores={self.manifest.pipeline_cores}>"

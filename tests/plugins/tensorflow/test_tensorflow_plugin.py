@@ -264,3 +264,28 @@ def test_bad_inputs_get_clear_errors(models, runtime_env):
     with pytest.raises(ncrt.errors.ModelLoadError, match="not an ncrt-compiled TensorFlow model"):
         tfn.load_model(models["root"] / "base")
     assert json.loads(json.dumps(model.describe()))["compiled_batch"] == 1
+
+
+def test_first_calls_of_a_traced_model_from_many_threads_make_one_placement(models, runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    traced = tfn.trace(models["keras"], np.zeros((1, *SHAPE), "float32"))
+    images = [batch(1, seed) for seed in range(8)]
+    start = threading.Barrier(8, timeout=10)
+    outputs, errors = {}, []
+
+    def call(index):
+        try:
+            start.wait()
+            outputs[index] = traced(images[index])
+        except BaseException as error:  # noqa: BLE001 - checked below
+            errors.append(error)
+
+    threads = [threading.Thread(target=call, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors[:3]
+    assert len(runtime.models) == 1  # one placement, not one per first caller
+    for index, image in enumerate(images):
+        assert_matches(models["keras"], outputs[index], image)
