@@ -268,6 +268,14 @@ def test_bad_inputs_get_clear_errors(models, runtime_env):
 
 def test_first_calls_of_a_traced_model_from_many_threads_make_one_placement(models, runtime_env):
     runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    placed = []
+
+    class CountLoads:
+        @ncrt.hookimpl
+        def ncrt_model_loaded(self, loaded):
+            placed.append(loaded.placement.label)
+
+    runtime.pm.register(CountLoads())
     traced = tfn.trace(models["keras"], np.zeros((1, *SHAPE), "float32"))
     images = [batch(1, seed) for seed in range(8)]
     start = threading.Barrier(8, timeout=10)
@@ -286,6 +294,6 @@ def test_first_calls_of_a_traced_model_from_many_threads_make_one_placement(mode
     for thread in threads:
         thread.join(60)
     assert not errors, errors[:3]
-    assert len(runtime.models) == 1  # one placement, not one per first caller
+    assert len(placed) == 1 and len(runtime.models) == 1  # one placement, not one per first caller
     for index, image in enumerate(images):
         assert_matches(models["keras"], outputs[index], image)
