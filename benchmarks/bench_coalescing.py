@@ -19,7 +19,7 @@ the same coalescing pool around it (TF's thread pools are the ones ncrt sets, fo
 MXNet is not measured here: a bare MXNet executor must not be called from 16 threads at
 once, so there is no bare baseline of this shape.
 Run: ``python benchmarks/bench_coalescing.py [--framework torch|tensorflow] [--seconds S]
-[--rounds N]`` (about two minutes).
+[--rounds N] [--quick]`` (about two minutes; ``--quick``, the smoke run of ``make demo``: 20 s).
 """
 
 from __future__ import annotations
@@ -170,7 +170,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=2.5, help="seconds per timed round")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best one counts)")
     parser.add_argument("--framework", choices=["all", "torch", "tensorflow"], default="all")
+    parser.add_argument("--quick", action="store_true", help="one round of 0.5 s (the smoke run of make demo)")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds = 0.5, 1
     warnings.simplefilter("ignore")
     if args.framework == "all":  # each framework in its own process (TF fixes its thread pools at start-up)
         for framework in ("torch", "tensorflow"):
