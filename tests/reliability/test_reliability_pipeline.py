@@ -19,23 +19,9 @@ import pytest
 import ncrt
 from ncrt.errors import ExecTimeoutError, ExecutionError
 from ncrt.pipeline import StageSpec
+from deadlines import TIMEOUTS, bound
 
 pytestmark = pytest.mark.slow
-
-TIMEOUTS = [0.5, 1.0, 2.0]
-
-
-def bound(timeout: float) -> float:
-    """The most a caller may wait for its ExecTimeoutError (the issue's goal)."""
-    return 1.1 * timeout + 0.05
-
-
-@pytest.fixture
-def hang():
-    """An event the never-returning stages wait on; released when the test ends."""
-    event = threading.Event()
-    yield event
-    event.set()
 
 
 def stage(index: int, hang: threading.Event) -> StageSpec:

@@ -20,23 +20,9 @@ import ncrt
 from ncrt.adapters.numpy import ADAPTER as numpy_ops
 from ncrt.errors import ExecTimeoutError
 from ncrt.parallel import DataParallelRunner
+from deadlines import TIMEOUTS, bound
 
 pytestmark = pytest.mark.slow
-
-TIMEOUTS = [0.5, 1.0, 2.0]
-
-
-def bound(timeout: float) -> float:
-    """The most a caller may wait for its ExecTimeoutError (the issue's goal)."""
-    return 1.1 * timeout + 0.05
-
-
-@pytest.fixture
-def hang():
-    """An event the never-returning models wait on; released when the test ends."""
-    event = threading.Event()
-    yield event
-    event.set()
 
 
 def never_returns(hang: threading.Event, name: str = "stuck", cores: int = 1, batch: int | None = None) -> ncrt.Model:
