@@ -13,7 +13,7 @@ from .pipeline import build_pipelines
 if TYPE_CHECKING:
     from .coalesce import CoalesceSettings, Coalescer
     from .executor import ExecutionFuture
-    from .pipeline import StagePipeline, StageSpec
+    from .pipeline import FusedRunner, StagePipeline, StageSpec
     from .placement import Placement
     from .runtime import LocalCore, Runtime
 
@@ -47,11 +47,15 @@ class Model:
     ``stages``: a model compiled for NeuronCore Pipeline hands over its stages too
     (:class:`ncrt.pipeline.StageSpec`, one per core of a replica); placed on enough cores,
     its calls then stream through them (:mod:`ncrt.pipeline`) instead of running whole.
+    ``fused`` (optional, with ``stages``): how to run the stages as one execution of the
+    whole model, with the stages' own per-core state (:data:`ncrt.pipeline.FusedRunner`):
+    a synchronous call that finds its replica's pipeline idle then runs fused, holding
+    every core of the replica, instead of handing its data from stage to stage.
     """
 
     def __init__(self, name: str, framework: str, manifest: Manifest, payload: Any, *,
                  runner: Runner | None = None, inline: bool = True,
-                 stages: Sequence[StageSpec] | None = None) -> None:
+                 stages: Sequence[StageSpec] | None = None, fused: FusedRunner | None = None) -> None:
         self.serial = next(_serial)
         self.name = name
         self.framework = framework
@@ -62,6 +66,7 @@ class Model:
         self.inline = inline
         self.runner = runner or call_payload
         self.stages = list(stages) if stages else None
+        self.fused = fused if self.stages else None
 
     @property
     def name(self) -> str:
@@ -75,7 +80,7 @@ class Model:
     def copy(self) -> Model:
         """A new model of the same payload and runner (placed separately: a new uid)."""
         return Model(self.name, self.framework, self.manifest, self.payload, runner=self.runner,
-                     inline=self.inline, stages=self.stages)
+                     inline=self.inline, stages=self.stages, fused=self.fused)
 
     def replica_for(self, core: int, make: Any) -> Any:
         """The per-core instance for ``core``, made once with ``make()``."""

@@ -15,7 +15,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pluggy
 
@@ -30,6 +30,9 @@ from .placement import Placement, PlacementRequest, PlacementTable, warn_shared
 from .reservation import Reservation, command_line, default_state_dir
 from .stash import Stash
 from .topology import Core, Topology
+
+if TYPE_CHECKING:
+    from .pipeline import StagePipeline
 
 __all__ = ["LocalCore", "Runtime", "Tokens", "get_runtime", "reset_runtime", "current_runtime"]
 
@@ -244,8 +247,8 @@ class Runtime:
                 raise
         token = (loaded, index, async_slot)
         if loaded.pipelines:  # NeuronCore Pipeline: the calls stream through the replica's stages
-            return loaded.pipelines[index].submit(calls, single, lambda: self._give_back(token),
-                                                  synchronous=not (is_async or queued))
+            return self._submit_pipelined(loaded.pipelines[index], executor, calls, cores, single, token,
+                                          not (is_async or queued))
         future = ExecutionFuture()
         job = Job(loaded.model, calls, cores, future, single, token)
         if not (is_async or queued) and loaded.model.inline:
@@ -256,6 +259,19 @@ class Runtime:
                 return future
         executor.submit(job)
         return future
+
+    def _submit_pipelined(self, pipeline: StagePipeline, executor: CoreExecutor, calls: Sequence[Any],
+                          cores: tuple[LocalCore, ...], single: bool, token: Any,
+                          synchronous: bool) -> ExecutionFuture:
+        """Stream the calls through the stages; a lone synchronous call that finds the pipeline
+        and its cores idle runs fused instead, when the model can (:mod:`ncrt.pipeline`)."""
+        fused = pipeline.fused_model
+        if fused is not None and synchronous and fused.inline and pipeline.idle:
+            future = ExecutionFuture()
+            job = Job(fused, calls, cores, future, single, token)
+            if executor.try_runner(job) if self._timed else executor.try_inline(job):
+                return future
+        return pipeline.submit(calls, single, lambda: self._give_back(token), synchronous=synchronous)
 
     def _unusable(self, loaded: LoadedModel) -> Exception:
         if not self.forked:

@@ -1,15 +1,27 @@
-"""Running an MXNet model on a core: MXNet's thread settings, the payload, per-core executors.
+"""Running an MXNet model on a core: MXNet's engine and thread settings, the payload, per-core ops.
 
-MXNet executors are not thread-safe, so each core binds its own executor, with its own
-copy of the parameters, lazily and only in that core's executor thread; the payload
-carries the symbol and host (NumPy) copies of the parameters so that no MXNet object
-crosses threads.
+Each core runs a model through its own ``mx.nd.CachedOp`` of the symbol, with its own
+copy of the parameters, made lazily in the thread that first runs the model there; the
+payload carries the symbol and host (NumPy) copies of the parameters. A core runs one
+job at a time, so a core's CachedOp is never used by two threads at once (MXNet's
+graph executors and CachedOps are not thread-safe; used one call at a time from any
+thread, they are). A CachedOp allocates fresh outputs on every call, so a call's
+outputs are its own: nothing is copied out.
 
-Threads: before ncrt imports MXNet it sets ``MXNET_CPU_WORKER_NTHREADS`` to the host's
-CPU count (so models on disjoint groups run in parallel in MXNet's engine) and
-``MXNET_OMP_MAX_THREADS`` to the CPUs per worker (so parallel groups never oversubscribe
-the host), each only when unset. When the application imported MXNet first, set them
-yourself.
+Engine and threads: before ncrt imports MXNet it sets, each only when unset,
+
+- ``MXNET_ENGINE_TYPE=NaiveEngine``: every operator runs in the thread that calls the
+  model -- the core's thread, on the core's CPUs -- instead of being handed to MXNet's
+  engine workers and waited for. That handoff cost about 0.2 ms per operator on the
+  2-CPU test host (a 4-layer MLP at batch 32: 1.1-1.3 ms a call with the threaded
+  engine, 0.45 ms without it); the cores' own threads give the parallelism.
+- ``MXNET_CPU_WORKER_NTHREADS`` to the host's CPU count (for an application that
+  chooses a threaded engine: models on disjoint groups then still run side by side),
+  and ``MXNET_OMP_MAX_THREADS`` to the CPUs per worker, so that parallel groups never
+  oversubscribe the host.
+
+MXNet reads them once, at import: when the application imported MXNet first, set
+them yourself.
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ from __future__ import annotations
 import os
 import sys
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -26,6 +38,8 @@ from ncrt.errors import BadInputError
 from ncrt.manifest import Manifest
 from ncrt.topology import host_cpus
 
+from .openmp import limit_this_thread
+
 if TYPE_CHECKING:
     from ncrt.model import Model
     from ncrt.runtime import LocalCore
@@ -33,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = [
     "FRAMEWORK",
     "CoreBinding",
+    "PayloadPart",
+    "SharedBinding",
     "SymbolPayload",
     "as_ndarray",
     "configure_thread_defaults",
@@ -45,20 +61,27 @@ __all__ = [
 FRAMEWORK = "mxnet"
 
 
+STATIC_FLAGS = (("static_alloc", "true"), ("static_shape", "true"))
+"""CachedOp flags: memory planned once per input shapes (each signature gets its own op).
+Outputs are still fresh arrays on every call (a test holds MXNet to that)."""
+
+
 def is_label(name: str) -> bool:
     """``softmax_label`` and the like: a loss layer's label, not an inference input."""
     return name.endswith("_label")
 
 
 def configure_thread_defaults(environ: dict[str, str] | None = None) -> None:
-    """Set MXNet's engine and OpenMP thread counts for per-core execution, when unset.
+    """Set MXNet's engine and thread counts for per-core execution, when unset.
 
-    One engine worker per host CPU lets models on disjoint core groups run at the same
-    time; OpenMP threads per operator = CPUs per worker keeps the total at the host's
-    CPU count. MXNet reads both once, at import: this only matters before that.
+    The naive engine runs each operator in the calling (core) thread; with a threaded
+    engine chosen instead, one worker per host CPU lets models on disjoint core groups
+    run at the same time. OpenMP threads per operator = CPUs per worker keeps the total
+    at the host's CPU count. MXNet reads them once, at import: this only matters before.
     """
     environ = os.environ if environ is None else environ
     cpus = len(host_cpus())
+    environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
     environ.setdefault("MXNET_CPU_WORKER_NTHREADS", str(cpus))
     given = environ["MXNET_CPU_WORKER_NTHREADS"]
     workers = int(given) if given.isascii() and given.isdigit() else cpus
@@ -105,63 +128,134 @@ class SymbolPayload:
         self.aux = {**self.aux, **{name: _host_array(value) for name, value in aux.items()}}
         self.version += 1
 
+    def part(self, sym: Any) -> PayloadPart:
+        """The payload of a part of the model (a pipeline stage): ``sym``, and this payload's
+        values of the parameters it reads (so :meth:`update` reaches the part too)."""
+        return PayloadPart(self, sym)
+
+
+class PayloadPart:
+    """A part of a model's payload: its own symbol, its parent's current parameter values.
+
+    Has what :class:`CoreBinding` reads of a :class:`SymbolPayload`; ``args``, ``aux`` and
+    ``version`` follow the parent, so ``copy_params_from`` on the model reaches every part.
+    """
+
+    def __init__(self, parent: SymbolPayload, sym: Any) -> None:
+        self.parent = parent
+        self.symbol_json = sym.tojson()
+        self._arguments = set(sym.list_arguments())
+        self._auxiliary = set(sym.list_auxiliary_states())
+        compiled_inputs = {spec["name"] for spec in parent.manifest.inputs}
+        self.input_names = [name for name in sym.list_arguments() if name not in parent.args
+                            and (name in compiled_inputs or not is_label(name))]
+        self.output_names = sym.list_outputs()
+        self.manifest = parent.manifest
+
+    @property
+    def version(self) -> int:
+        return self.parent.version
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return {name: value for name, value in self.parent.args.items() if name in self._arguments}
+
+    @property
+    def aux(self) -> dict[str, Any]:
+        return {name: value for name, value in self.parent.aux.items() if name in self._auxiliary}
+
 
 def _host_array(value: Any) -> Any:
     return value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
 
 
 class CoreBinding:
-    """One core's MXNet executors for one model, one per input-shape signature.
+    """One core's runnable copy of one model: a CachedOp of its symbol and its parameters.
 
-    Made and used only in that core's executor thread.
+    Used by one thread at a time (the one running the core's current job).
     """
 
-    def __init__(self, payload: SymbolPayload) -> None:
+    def __init__(self, payload: SymbolPayload | PayloadPart) -> None:
         mx = import_configured()
         self.mx = mx
         self.payload = payload
         self.symbol = mx.sym.load_json(payload.symbol_json)
+        self._order = self.symbol.list_inputs()  # what a CachedOp takes: arguments and aux states
+        self._ops: dict[tuple, Any] = {}  # one CachedOp per input-shape signature
         self._load_params()
 
     def _load_params(self) -> None:
         mx, payload = self.mx, self.payload
         self.version = payload.version
-        self.args = {name: mx.nd.array(value, dtype=value.dtype) for name, value in payload.args.items()}
-        self.aux = {name: mx.nd.array(value, dtype=value.dtype) for name, value in payload.aux.items()}
-        self.executors: dict[tuple, Any] = {}
+        values = {**payload.args, **payload.aux}
+        self.params = {name: mx.nd.array(value, dtype=value.dtype) for name, value in values.items()}
+        self._fillers: dict[tuple, dict[str, Any]] = {}
 
-    def _placeholders(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """Buffers for the inputs, and zeros for any other argument without a value (labels)."""
-        placeholders = {name: self.mx.nd.zeros(value.shape, dtype=value.dtype) for name, value in inputs.items()}
-        missing = [name for name in self.symbol.list_arguments() if name not in self.args and name not in inputs]
-        if missing:
-            shapes, _, _ = self.symbol.infer_shape(**{name: value.shape for name, value in inputs.items()})
-            by_name = dict(zip(self.symbol.list_arguments(), shapes or []))
-            placeholders.update({name: self.mx.nd.zeros(by_name[name]) for name in missing if by_name.get(name)})
-        return placeholders
-
-    def executor_for(self, inputs: Mapping[str, Any]) -> Any:
+    def refresh(self) -> None:
+        """Take the payload's new parameter values, if it has any."""
         if self.version != self.payload.version:
             self._load_params()
-        key = tuple((name, tuple(value.shape), str(value.dtype)) for name, value in sorted(inputs.items()))
-        executor = self.executors.get(key)
-        if executor is None:
-            executor = plain_bind(self.symbol, self.mx.cpu(), args={**self.args, **self._placeholders(inputs)},
-                                  aux_states=self.aux, grad_req="null")
-            self.executors[key] = executor
-        return executor
+
+    def _labels(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Zeros for the arguments neither a parameter nor given (labels), by input shapes."""
+        key = tuple((name, tuple(value.shape)) for name, value in sorted(inputs.items()))
+        fillers = self._fillers.get(key)
+        if fillers is None:
+            missing = [name for name in self._order if name not in self.params and name not in inputs]
+            fillers = {}
+            if missing:
+                shapes, _, _ = self.symbol.infer_shape(**{name: value.shape for name, value in inputs.items()})
+                by_name = dict(zip(self.symbol.list_arguments(), shapes or []))
+                fillers = {name: self.mx.nd.zeros(by_name[name]) for name in missing if by_name.get(name)}
+            self._fillers[key] = fillers
+        return fillers
+
+    def _with_labels(self, inputs: Mapping[str, Any]) -> list[Any]:
+        given = {**self._labels(inputs), **inputs, **self.params}
+        missing = [name for name in self._order if name not in given]
+        if missing:
+            raise BadInputError(f"the model needs input(s) {missing}; got {sorted(inputs)} "
+                                f"(accepted: every input of {self.payload.input_names})")
+        return [given[name] for name in self._order]
 
     def run(self, inputs: Mapping[str, Any]) -> list[Any]:
-        """Forward ``inputs`` (NDArrays by input name); return finished copies of the outputs.
+        """Run the model on ``inputs`` (NDArrays by input name); return its finished outputs."""
+        limit_this_thread()
+        self.refresh()
+        params = self.params
+        try:
+            values = [params[name] if name in params else inputs[name] for name in self._order]
+        except KeyError:
+            values = self._with_labels(inputs)
+        key = tuple(value.shape for value in values)
+        op = self._ops.get(key)
+        if op is None:
+            op = self._ops[key] = self.mx.nd.CachedOp(self.symbol, flags=STATIC_FLAGS)
+        outputs = op(*values)
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        for output in outputs:
+            output.wait_to_read()  # errors surface here, on the core (a no-op with the naive engine)
+        return list(outputs)
 
-        Copies, because the executor's own outputs are overwritten by its next forward,
-        and one job may run several chunks through the same executor (data parallelism).
-        """
-        outputs = self.executor_for(inputs).forward(is_train=False, **inputs)
-        copies = [output.copy() for output in outputs]
-        for copy in copies:
-            copy.wait_to_read()
-        return copies
+
+class SharedBinding(CoreBinding):
+    """The whole model as one CachedOp over the parameters of its parts' bindings.
+
+    A pipelined model's fused run (:mod:`ncrt.pipeline`): the stages' own NDArrays, on
+    their cores, are the whole model's parameters, so its weights stay resident once.
+    """
+
+    def __init__(self, payload: SymbolPayload, parts: Sequence[CoreBinding]) -> None:
+        self.parts = list(parts)
+        super().__init__(payload)
+
+    def _load_params(self) -> None:
+        for part in self.parts:
+            part.refresh()
+        self.version = self.payload.version
+        self.params = {name: value for part in self.parts for name, value in part.params.items()}
+        self._fillers = {}
 
 
 def as_ndarray(name: str, value: Any, manifest: Manifest) -> Any:

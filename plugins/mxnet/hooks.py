@@ -17,7 +17,7 @@ from ncrt.model import Model
 from .compat import MX_NEURON_HOOK, MXNET_HOOK, enable
 from .compile import MANIFEST_ATTR, manifest_of, weights_of
 from .execute import FRAMEWORK, SymbolPayload, run_on_core
-from .pipeline import stage_specs
+from .pipeline import run_fused, stage_specs
 
 if TYPE_CHECKING:
     from ncrt.config import Config
@@ -60,8 +60,8 @@ def ncrt_load(artifact: Any, config: Config) -> Model | None:
     if config.validate_hash:
         verify_payload(manifest, params_digest(weights_of(args, {i["name"] for i in manifest.inputs}), aux), True)
     payload = SymbolPayload(sym, args, aux, manifest)
-    return Model(Path(found[0]).name, FRAMEWORK, manifest, payload, runner=run_on_core, inline=False,
-                 stages=stage_specs(sym, args, aux, manifest))
+    return Model(Path(found[0]).name, FRAMEWORK, manifest, payload, runner=run_on_core,
+                 stages=stage_specs(sym, payload), fused=run_fused)
 
 
 @hookimpl

@@ -29,7 +29,7 @@ from ncrt.parallel import DataParallelRunner
 
 from .compile import manifest_of, weights_of
 from .execute import FRAMEWORK, SymbolPayload, as_ndarray, run_on_core
-from .pipeline import stage_specs
+from .pipeline import run_fused, stage_specs
 from .placement import placement_request
 
 if TYPE_CHECKING:
@@ -42,8 +42,8 @@ __all__ = ["NeuronExecutor", "bind", "neuron_index", "simple_bind"]
 class NeuronExecutor:
     """What ``sym.bind(ctx=mx.neuron(i), ...)`` returns: an Executor-like handle on ncrt cores.
 
-    ``forward(data=...)`` runs the model on its cores (in the first core's executor
-    thread) and returns the outputs as a list of NDArrays, also kept in ``outputs``.
+    ``forward(data=...)`` runs the model on its cores (on the caller's side while they
+    are idle, else in the first core's executor thread) and returns the outputs as a list of NDArrays, also kept in ``outputs``.
     Several threads may call ``forward`` at once: each call runs its own inputs, and
     small concurrent calls are joined into one call on the core (:mod:`ncrt.coalesce`).
     Inputs given to ``forward`` (or copied into ``arg_dict``) are remembered, so
@@ -215,9 +215,9 @@ def bind(sym: Any, ctx: Any, args: Mapping[str, Any] | Sequence[Any], args_grad:
 def _place(runtime: Runtime, sym: Any, ctx: Any, args: Mapping[str, Any], aux: Mapping[str, Any]) -> NeuronExecutor:
     manifest = manifest_of(sym)
     payload = SymbolPayload(sym, args, aux, manifest)
-    # MXNet executors are not thread-safe: each is only touched by its core's executor thread.
+    # each core runs its own CachedOp, one call at a time (execute.CoreBinding)
     model = Model(model_name(sym, list(payload.args)), FRAMEWORK, manifest, payload, runner=run_on_core,
-                  inline=False, stages=stage_specs(sym, args, aux, manifest))
+                  stages=stage_specs(sym, payload), fused=run_fused)
     loaded = runtime.place(model, placement_request(neuron_index(ctx), manifest.pipeline_cores))
     return NeuronExecutor(loaded, ctx, payload, sym, args, aux)
 

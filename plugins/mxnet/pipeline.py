@@ -10,9 +10,9 @@ stage) goes into the manifest, which the compiled symbol carries in its
 
 When the model is bound to ``mx.neuron(i)`` (or loaded), each stage is rebuilt from the
 symbol: the stage's operators, the parameters they read, and a variable for every value
-that flows into the stage from an earlier one (``<node>__out<k>``). Stage ``k`` binds
-its own executor, with its own copy of only its parameters, on core ``k`` of the group,
-in that core's executor thread. A symbol with fewer operators than ``N`` gets fewer
+that flows into the stage from an earlier one (``<node>__out<k>``). Stage ``k`` makes
+its own CachedOp, with its own copy of only its parameters, on core ``k`` of the group
+(:class:`~ncrt.plugins.mxnet.execute.CoreBinding`). A symbol with fewer operators than ``N`` gets fewer
 stages and one :class:`~ncrt.pipeline.PipelineStagesWarning`.
 """
 
@@ -21,20 +21,20 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from ncrt.manifest import Manifest
 from ncrt.pipeline import StageSpec, balanced_stages, partition_record, warn_fewer_stages
 
-from .execute import CoreBinding, SymbolPayload, as_ndarray, import_configured
+from .execute import CoreBinding, PayloadPart, SharedBinding, SymbolPayload, as_ndarray, import_configured
 
 if TYPE_CHECKING:
     from ncrt.model import Model
     from ncrt.runtime import LocalCore
 
-__all__ = ["MXStagePayload", "SymbolGraph", "cut_into_stages", "run_stage", "stage_specs"]
+__all__ = ["MXStagePayload", "SymbolGraph", "cut_into_stages", "run_fused", "run_stage", "stage_specs"]
 
 PROFILE_RUNS = 5
 COST_BASIS = "forward time per MXNet operator bound alone on the example input (fastest of 5 runs)"
@@ -231,15 +231,20 @@ def cut_into_stages(sym: Any, args: Mapping[str, Any], aux: Mapping[str, Any], i
 class MXStagePayload:
     """One stage: its symbol payload, the names of what it makes and of what leaves it, first/last."""
 
-    symbol: SymbolPayload
+    symbol: PayloadPart
     made_names: list[str]
     wanted_names: list[str]
     first: bool
     last: bool
 
 
-def stage_specs(sym: Any, args: Mapping[str, Any], aux: Mapping[str, Any], manifest: Manifest) -> list[StageSpec] | None:
-    """The stages of a compiled symbol, rebuilt from its partition (None: it runs whole)."""
+def stage_specs(sym: Any, payload: SymbolPayload) -> list[StageSpec] | None:
+    """The stages of a compiled symbol, rebuilt from its partition (None: it runs whole).
+
+    Each stage's payload is a part of ``payload`` (:meth:`SymbolPayload.part`): new
+    parameter values given to the model reach its stages.
+    """
+    manifest = payload.manifest
     stages = manifest.partition.get("stages", [])
     if len(stages) < 2:
         return None
@@ -250,20 +255,22 @@ def stage_specs(sym: Any, args: Mapping[str, Any], aux: Mapping[str, Any], manif
         start = names.index(entry["first"])
         end = start + entry["units"]
         symbol, made = graph.stage_symbol(start, end)
-        used = set(symbol.list_arguments()) | set(symbol.list_auxiliary_states())
-        payload = SymbolPayload(symbol, {n: v for n, v in args.items() if n in used},
-                                {n: v for n, v in aux.items() if n in used}, manifest)
-        stage = MXStagePayload(payload, [graph.input_name(e) for e in made],
+        stage = MXStagePayload(payload.part(symbol), [graph.input_name(e) for e in made],
                                [graph.input_name(e) for e in graph.wanted_after(end)], index == 0,
                                index == len(stages) - 1)
         specs.append(StageSpec(stage, run_stage, f"{entry['first']}..{entry['last']}"))
     return specs
 
 
+def _stage_binding(model: Model, core: LocalCore) -> CoreBinding:
+    """Stage ``model``'s binding on ``core``: its CachedOp and its parameters there."""
+    return model.replica_for(core.index, lambda: CoreBinding(model.payload.symbol))
+
+
 def run_stage(model: Model, inputs: Any, core: LocalCore) -> Any:
-    """Run one stage with the core's own executor; hand the live values on by name (a list from the last)."""
+    """Run one stage with the core's own CachedOp; hand the live values on by name (a list from the last)."""
     payload: MXStagePayload = model.payload
-    binding = model.replica_for(core.index, lambda: CoreBinding(payload.symbol))
+    binding = _stage_binding(model, core)
     if not isinstance(inputs, Mapping):
         inputs = dict(zip([spec["name"] for spec in model.manifest.inputs], inputs))
     if payload.first:
@@ -273,3 +280,14 @@ def run_stage(model: Model, inputs: Any, core: LocalCore) -> Any:
     if payload.last:
         return [values[name] for name in payload.wanted_names]
     return {name: values[name] for name in payload.wanted_names}
+
+
+def run_fused(model: Model, stages: Sequence[Model], inputs: Any, cores: Sequence[LocalCore]) -> Any:
+    """Every stage at once: the whole symbol as one CachedOp over the stages' own parameters
+    (:class:`~ncrt.plugins.mxnet.execute.SharedBinding`; see :data:`ncrt.pipeline.FusedRunner`)."""
+    payload: SymbolPayload = model.payload
+    binding = model.replica_for(cores[0].index, lambda: SharedBinding(
+        payload, [_stage_binding(stage, core) for stage, core in zip(stages, cores)]))
+    if not isinstance(inputs, Mapping):
+        inputs = dict(zip(payload.input_names, inputs))
+    return binding.run({name: as_ndarray(name, value, payload.manifest) for name, value in inputs.items()})

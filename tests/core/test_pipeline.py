@@ -130,6 +130,71 @@ def test_a_lone_synchronous_call_runs_its_stages_on_its_callers_runner(inf1):
     assert [c["executions"] for c in inf1.describe()["cores"]][:2] == [1, 1]
 
 
+def fused_pipeline(runtime, recorder, fns, name="fused"):
+    """A pipelined model whose plugin can also run it fused: the stage functions in a row
+    (each taking the recorder's delay, as in its stage)."""
+    fused_runs: list[tuple[str, tuple[int, ...], tuple[str, ...]]] = []
+
+    def fused(model, stage_models, inputs, cores):
+        tag, x = tuple(inputs)
+        fused_runs.append((threading.current_thread().name, tuple(core.index for core in cores),
+                           tuple(stage.payload.__name__ for stage in stage_models)))
+        for fn in fns:
+            time.sleep(recorder.delay)
+            x = fn(x)
+        return tag, x
+
+    specs = [recorder.stage(k, fn) for k, fn in enumerate(fns)]
+    specs = [StageSpec(specs[0].payload, first_stage_inputs(specs[0].runner), specs[0].label), *specs[1:]]
+    whole = ncrt.Model(name, "python", ncrt.Manifest("python", pipeline_cores=len(fns)), lambda *a: a,
+                       stages=specs, fused=fused)
+    return runtime.place(whole, ncrt.PlacementRequest(cores_per_replica=len(fns))), fused_runs
+
+
+def test_a_lone_synchronous_call_on_an_idle_pipeline_runs_fused_holding_every_core(inf1):
+    recorder = Recorder()
+    loaded, fused_runs = fused_pipeline(inf1, recorder, [abs, np.negative, np.square])
+    assert loaded(1, -3) == (1, 9)
+    assert fused_runs == [("ncrt-runner", (0, 1, 2), ("abs", "negative", "square"))]
+    assert recorder.intervals == []  # no stage ran on its own
+    pipeline = loaded.pipelines[0]
+    assert pipeline.fused_executions == 1 and all(stage.counters.executions == 0 for stage in pipeline.stages)
+    cores = inf1.describe()["cores"]
+    assert [c["executions"] for c in cores][:3] == [1, 0, 0] and all(c["busy_seconds"] > 0 for c in cores[:3])
+    described = loaded.describe()["stages"]
+    assert [(s["stage"], s["executions"], s["fused_executions"]) for s in described] == [(0, 0, 1), (1, 0, 1), (2, 0, 1)]
+
+
+def test_asynchronous_and_concurrent_calls_stream_through_the_stages(inf1):
+    recorder = Recorder(delay=0.02)
+    loaded, fused_runs = fused_pipeline(inf1, recorder, [abs, np.negative])
+    futures = [loaded.submit((k, -k)) for k in range(4)]
+    assert [f.result() for f in futures] == [(k, -k) for k in range(4)]
+    assert fused_runs == [] and len(recorder.intervals) == 8
+    outputs = {}
+    threads = [threading.Thread(target=lambda k=k: outputs.update({k: loaded(k, -k)})) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outputs == {k: (k, -k) for k in range(4)}
+    streamed = sum(stage == 0 for stage, *_ in recorder.intervals) - 4
+    assert len(fused_runs) + streamed == 4  # every call ran once, fused or through both stages
+    assert streamed >= 1  # the threads' calls overlap (40 ms each): a call finding the group busy streams
+
+
+def test_a_lone_call_streams_when_a_core_of_its_group_is_busy(inf1):
+    recorder = Recorder()
+    loaded, fused_runs = fused_pipeline(inf1, recorder, [abs, np.negative])
+    other = inf1.place(ncrt.Model("other", "python", ncrt.Manifest("python"), lambda: time.sleep(0.3)),
+                       ncrt.PlacementRequest(cores_per_replica=1, start=1))
+    busy = other.submit(())
+    time.sleep(0.05)
+    assert loaded(1, -2) == (1, -2)  # NC1 busy: the fused run cannot hold the group, so the call streams
+    busy.result()
+    assert fused_runs == [] and sorted(stage for stage, *_ in recorder.intervals) == [0, 1]
+
+
 def test_without_a_timeout_a_synchronous_call_runs_its_stages_in_the_calling_thread(runtime_env):
     runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge", NEURON_RT_EXEC_TIMEOUT="0")
     recorder = Recorder()

@@ -114,34 +114,20 @@ def test_runtime_load_of_a_checkpoint_prefix(mx, checkpoints, batch, runtime_env
     np.testing.assert_allclose(got, cpu_outputs(mx, checkpoints["B"], batch)[0], rtol=1e-5)
 
 
-def _held_cores(models) -> dict[tuple[str, int], tuple[int, ...]]:
-    """(model, executing core) -> the cores that execution holds (a pipeline stage's, or the group)."""
-    held = {}
-    for model in models:
-        for pipeline in model.loaded.pipelines or []:
-            for stage in pipeline.stages:
-                held[(model.loaded.name, stage.core.index)] = tuple(core.index for core in stage.cores)
-        if not model.loaded.pipelines:
-            held[(model.loaded.name, model.cores[0])] = model.cores
-    return held
-
-
-def _execution_intervals(monkeypatch, models) -> list[tuple[str, tuple[int, ...], float, float]]:
-    """Every execution of ``models``: (model, cores it held, start, end)."""
-    from ncrt.executor import executor_core
+def _execution_intervals(monkeypatch) -> list[tuple[str, tuple[int, ...], float, float]]:
+    """Every job a core runs from now on: (model, cores it holds, start, end). A pipeline
+    stage holds its core; a fused run (a lone call on an idle pipeline) the whole group."""
+    from ncrt.executor import CoreExecutor
 
     intervals: list[tuple[str, tuple[int, ...], float, float]] = []
-    original = ncrt_mxnet.CoreBinding.run
-    held = _held_cores(models)
+    original = CoreExecutor.run_taken
 
-    def timed(self, inputs):
+    def timed(self, job):
         start = time.monotonic()
-        outputs = original(self, inputs)
-        name = self.payload.output_names[0].split("_")[0]
-        intervals.append((name, held[(name, executor_core())], start, time.monotonic()))
-        return outputs
+        original(self, job)
+        intervals.append((job.model.name, tuple(core.index for core in job.replica), start, time.monotonic()))
 
-    monkeypatch.setattr(ncrt_mxnet.CoreBinding, "run", timed)
+    monkeypatch.setattr(CoreExecutor, "run_taken", timed)
     return intervals
 
 
@@ -172,10 +158,13 @@ def test_disjoint_groups_overlap_shared_cores_do_not(mx, tmp_path, runtime_env, 
     batch = mx.nd.ones((256, 8))
     for model in models:
         model.forward(data=batch)
-    intervals = _execution_intervals(monkeypatch, models)
+    intervals = _execution_intervals(monkeypatch)
     _run_together(models, batch)
-    stages = sum(len(model.loaded.pipelines[0].stages) for model in models)
-    assert len(intervals) == 6 * stages
+    for model in models:  # every call ran once: fused (holding the group), or through each stage
+        stages = len(model.loaded.pipelines[0].stages)
+        mine = [cores for name, cores, _, _ in intervals if name == model.loaded.name]
+        fused = sum(cores == model.cores for cores in mine)
+        assert fused + (len(mine) - fused) / stages == 6
     if parallel:
         assert _overlaps(intervals)
     else:
@@ -192,11 +181,13 @@ def test_inputs_given_to_bind_are_still_inputs(mx, checkpoints, batch, runtime_e
 
 
 def test_thread_defaults_only_fill_unset_variables():
-    environ = {"MXNET_CPU_WORKER_NTHREADS": "3"}
+    environ = {"MXNET_CPU_WORKER_NTHREADS": "3", "MXNET_ENGINE_TYPE": "ThreadedEnginePerDevice"}
     ncrt_mxnet.configure_thread_defaults(environ)
     assert environ["MXNET_CPU_WORKER_NTHREADS"] == "3" and int(environ["MXNET_OMP_MAX_THREADS"]) >= 1
+    assert environ["MXNET_ENGINE_TYPE"] == "ThreadedEnginePerDevice"
     fresh: dict[str, str] = {}
     ncrt_mxnet.configure_thread_defaults(fresh)
+    assert fresh["MXNET_ENGINE_TYPE"] == "NaiveEngine"  # operators run in the core's (the caller's) thread
     cpus = int(fresh["MXNET_CPU_WORKER_NTHREADS"])
     assert cpus >= 1 and int(fresh["MXNET_OMP_MAX_THREADS"]) * cpus <= max(cpus, 1)
 
@@ -211,3 +202,25 @@ def test_data_parallel_runner_with_the_mxnet_adapter(mx, checkpoints, runtime_en
     batch = mx.nd.array(np.random.default_rng(3).random((7, 8)), dtype="float32")
     outputs = DataParallelRunner(loaded, ADAPTER, compiled_batch=2)({"data": batch})
     np.testing.assert_allclose(outputs[0].asnumpy(), cpu_outputs(mx, checkpoints["A"], batch)[0], rtol=1e-5)
+
+
+def test_mxnet_threads_get_the_openmp_team_of_a_worker(mx):
+    """Each thread that runs MXNet operators caps its OpenMP team at MXNET_OMP_MAX_THREADS."""
+    import ctypes
+
+    from ncrt.plugins.mxnet import openmp
+
+    assert openmp.thread_limit({"MXNET_OMP_MAX_THREADS": "3"}) == 3
+    assert openmp.thread_limit({"MXNET_OMP_MAX_THREADS": "many"}) == openmp.thread_limit({}) == 1
+    gomp = ctypes.CDLL("libgomp.so.1")
+    seen = {}
+
+    def in_a_thread():
+        gomp.omp_set_num_threads(7)
+        openmp.limit_this_thread()
+        seen["max"] = gomp.omp_get_max_threads()
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join()
+    assert seen["max"] == openmp.thread_limit()

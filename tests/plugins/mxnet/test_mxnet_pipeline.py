@@ -171,3 +171,69 @@ def test_two_pipelines_on_one_group_take_turns_on_each_core(mx, inf1):
         np.testing.assert_allclose(a[0].asnumpy(), b[0].asnumpy())
     cores = inf1.describe()["cores"]
     assert cores[0]["model_switches"] >= 4 and cores[1]["model_switches"] >= 4
+
+
+def _compiled_two_in_two_out(mx, cores: int = 3):
+    symbol, args, aux = two_in_two_out(mx)
+    compiled = mx.contrib.neuron.compile(symbol, args, aux, examples(mx), flags=f"--neuroncore-pipeline-cores {cores}")
+    return (symbol, args, aux), compiled
+
+
+def test_a_lone_forward_runs_fused_and_submissions_stream_with_the_same_outputs(mx, inf1):
+    (symbol, args, aux), (compiled, cargs, caux) = _compiled_two_in_two_out(mx)
+    model = compiled.bind(ctx=mx.neuron(0), args=cargs, aux_states=caux, grad_req="null")
+    pipeline = model.loaded.pipelines[0]
+    inputs = examples(mx, seed=3)
+    want = cpu_reference(mx, symbol, args, aux, **inputs)
+    fused = model.forward(**inputs)  # nothing streaming: the whole symbol at once, on the group
+    assert pipeline.fused_executions == 1 and [s.counters.executions for s in pipeline.stages] == [0, 0, 0]
+    streamed = [model.loaded.submit(inputs) for _ in range(3)]  # asynchronous: through the stages
+    for outputs in [fused, *(future.result() for future in streamed)]:
+        for got, expected in zip(outputs, want):
+            np.testing.assert_allclose(got.asnumpy(), expected, rtol=1e-5, atol=1e-6)
+    assert pipeline.fused_executions == 1 and [s.counters.executions for s in pipeline.stages] == [3, 3, 3]
+
+
+def test_a_fused_run_uses_the_stages_own_weights_on_their_cores(mx, inf1):
+    _, (compiled, cargs, caux) = _compiled_two_in_two_out(mx)
+    model = compiled.bind(ctx=mx.neuron(1), args=cargs, aux_states=caux, grad_req="null")
+    inputs = examples(mx)
+    model.loaded.submit(inputs).result()  # the stages bind on their cores
+    model.forward(**inputs)  # the fused run binds over them
+    pipeline = model.loaded.pipelines[0]
+    stage_params = {}
+    for stage in pipeline.stages:
+        stage_params.update(stage.model.replicas[stage.core.index].params)
+    (fused_binding,) = pipeline.fused_model.replicas.values()
+    assert set(fused_binding.params) == set(stage_params) == set(cargs)
+    assert all(fused_binding.params[name] is stage_params[name] for name in stage_params)  # resident once
+
+
+@pytest.mark.parametrize("path", ["fused", "streamed"])
+def test_new_parameters_reach_every_stage(mx, inf1, path):
+    """copy_params_from (what Module.set_params calls) after a bind: every stage runs the new values."""
+    (symbol, args, aux), (compiled, cargs, caux) = _compiled_two_in_two_out(mx)
+    model = compiled.bind(ctx=mx.neuron(0), args=cargs, aux_states=caux, grad_req="null")
+    inputs = examples(mx)
+    run = (lambda: model.forward(**inputs)) if path == "fused" else (lambda: model.loaded.submit(inputs).result())
+    run()
+    changed = {name: value * 2 + 1 for name, value in args.items()}
+    model.copy_params_from(changed)
+    for got, want in zip(run(), cpu_reference(mx, symbol, changed, aux, **inputs)):
+        np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_each_call_gets_outputs_of_its_own(mx, inf1):
+    """CachedOps with static memory still return fresh outputs: an earlier call's stay as they were."""
+    _, (compiled, cargs, caux) = _compiled_two_in_two_out(mx)
+    model = compiled.bind(ctx=mx.neuron(0), args=cargs, aux_states=caux, grad_req="null")
+    first_inputs, second_inputs = examples(mx, seed=1), examples(mx, seed=2)
+    first = model.forward(**first_inputs)
+    kept = [output.asnumpy().copy() for output in first]
+    second = model.forward(**second_inputs)
+    streamed = model.loaded.submit(second_inputs).result()
+    for output, copy, other in zip(first, kept, second):
+        np.testing.assert_array_equal(output.asnumpy(), copy)
+        assert not np.allclose(output.asnumpy(), other.asnumpy())
+    for a, b in zip(second, streamed):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-6)
