@@ -28,7 +28,9 @@ def test_import_mxnet_adds_only_numpy_bool_silently(python, python_env):
     if "No module named 'mxnet'" in result.stderr or "pip install 'ncrt[mxnet]'" in result.stderr:
         pytest.skip("mxnet is not installed")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("ok 1.9") and result.stderr == ""
+    # MXNet itself announces an engine other than its default (ncrt's NaiveEngine): nothing else
+    others = [line for line in result.stderr.splitlines() if not line.endswith("MXNet start using engine: NaiveEngine")]
+    assert result.stdout.startswith("ok 1.9") and others == []
 
 
 @pytest.fixture(scope="module")
