@@ -735,7 +735,7 @@ class Runner:
         self.retired = False
         self._cpu: int | None = None
         self.recheck = True  # look up the caller's CPU at the next hand (a wait had to sleep)
-        self.long = False  # the last wait slept: a long call, run it on any CPU
+        self.long = False  # the last call was long (its caller slept, or over LONG_CALL): run on any CPU
         self._cpus = _allowed_cpus()  # the caller's CPUs (the runner's when it follows none)
         self._last: ExecutionFuture | None = None  # the future of the job handed last
         self._thread = threading.Thread(target=self._loop, name="ncrt-runner", daemon=True)
