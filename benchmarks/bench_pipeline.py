@@ -40,6 +40,7 @@ os.environ.setdefault("NCRT_INSTANCE_TYPE", "inf1.xlarge")
 import torch  # noqa: E402
 
 import ncrt  # noqa: E402
+from _summary import record  # noqa: E402
 from ncrt.plugins import torch as neuron  # noqa: E402
 
 SHAPE = (3, 32, 32)
@@ -188,6 +189,9 @@ def report(configs: list[Config], threads: int, extra: dict[str, Any]) -> None:
     alone = percentile(piped.single, 50) / percentile(one.single, 50)
     print(f"latency p50 pipeline / 1 core: {alone:.2f} one request at a time, {loaded:.2f} under load "
           f"(goal <= 1.2)")
+    record("pipeline", f"pipeline / 1 core, {threads} threads batch 1", piped.best / one.best, 1.6)
+    record("pipeline", "pipeline / bare torch at its best", piped.best / bare.best, 1.0, bare.label)
+    record("pipeline", "pipeline p50 / 1-core p50, one request at a time", alone, 1.2, at_most=True)
     stages = extra["piped"].manifest.partition["stages"]
     print("partition: " + "; ".join(f"stage {s['index']} {s['first']}..{s['last']} {1000 * s['cost']:.2f} ms"
                                     for s in stages))

@@ -36,8 +36,9 @@ class Model:
     ``payload`` is the framework object (a ScriptModule, a SavedModel function, an MXNet
     symbol and parameters, a callable). ``replicas`` is the plugin's own per-core state
     (keyed by per-process core index). ``inline``: synchronous calls may run outside the
-    core's own executor thread, on the caller's runner (set it False for frameworks whose
-    objects must only be touched by one thread, like MXNet executors).
+    core's own executor thread, on the caller's runner (set it False for framework objects
+    that must only ever be touched by the thread that made them; a core runs one job at a
+    time, so objects that merely must not be used by two threads at once need not).
 
     ``runner(model, inputs, core)`` runs the model on one core, in that core's executor
     thread (or on the caller's runner): the loading plugin hands it over with the model,

@@ -183,7 +183,7 @@ def test_the_runaway_result_is_discarded(runtime_env, hang):
 def test_models_kept_on_their_core_thread_time_out_too(runtime_env, hang):
     runtime = runtime_env(NEURON_RT_EXEC_TIMEOUT="0.5", NEURON_RT_VISIBLE_CORES="0")
     model = never_returns(hang)
-    model.inline = False  # like MXNet models: only the core's own thread may run them
+    model.inline = False  # a model only the core's own thread may run
     _, waited = timed(runtime.load(model))
     assert waited <= bound(0.5)
 
