@@ -16,9 +16,14 @@ and the ratios ncrt / best bare (goal >= 2.0) and ncrt / best pool (goal >= 0.9)
 same for TensorFlow (in its own process): a small Keras CNN traced at batch 8,
 ``auto_multicore`` on both cores, against the bare ``tf.function`` from the 16 threads and
 the same coalescing pool around it (TF's thread pools are the ones ncrt sets, for both).
-MXNet is not measured here: a bare MXNet executor must not be called from 16 threads at
-once, so there is no bare baseline of this shape.
-Run: ``python benchmarks/bench_coalescing.py [--framework torch|tensorflow] [--seconds S]
+And for MXNet (in its own process, with the engine ncrt sets, NaiveEngine, for both): a
+small Gluon CNN compiled at batch 8 and bound to ``mx.neuron(0)``, the 16 threads calling
+``forward`` on the one executor (and bound to both cores, each thread using one of the two
+executors, as the MXNet data-parallel tutorial does), against bare MXNet at its best for this pattern -- each
+thread its own CachedOp of the symbol over the one set of parameters (one executor or
+CachedOp must not be called from two threads at once) -- and the same coalescing pool
+around such CachedOps.
+Run: ``python benchmarks/bench_coalescing.py [--framework torch|tensorflow|mxnet] [--seconds S]
 [--rounds N] [--quick]`` (about two minutes; ``--quick``, the smoke run of ``make demo``: 20 s).
 """
 
@@ -169,14 +174,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.5, help="seconds per timed round")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best one counts)")
-    parser.add_argument("--framework", choices=["all", "torch", "tensorflow"], default="all")
+    parser.add_argument("--framework", choices=["all", "torch", "tensorflow", "mxnet"], default="all")
     parser.add_argument("--quick", action="store_true", help="one round of 0.5 s (the smoke run of make demo)")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds = 0.5, 1
     warnings.simplefilter("ignore")
     if args.framework == "all":  # each framework in its own process (TF fixes its thread pools at start-up)
-        for framework in ("torch", "tensorflow"):
+        for framework in ("torch", "tensorflow", "mxnet"):
             command = [sys.executable, __file__, "--framework", framework, "--seconds", str(args.seconds),
                        "--rounds", str(args.rounds)]
             if subprocess.run(command).returncode:
@@ -184,6 +189,8 @@ def main() -> int:
         return 0
     if args.framework == "tensorflow":
         return tensorflow_main(args)
+    if args.framework == "mxnet":
+        return mxnet_main(args)
     return torch_main(args)
 
 
@@ -257,6 +264,70 @@ def tensorflow_main(args: argparse.Namespace) -> int:
     settings = tfn.thread_settings()
     report("tensorflow", best, {label: kind for label, (kind, _) in candidates.items()}, args.rounds, args.seconds,
            f"{extra}; TF threads (bare and ncrt alike, one process): {settings}")
+    ncrt.reset_runtime()
+    return 0
+
+
+def mxnet_main(args: argparse.Namespace) -> int:
+    """The same serving pattern for MXNet: a small Gluon CNN compiled at batch 8 on one core."""
+    import numpy as np
+
+    from ncrt.plugins.mxnet import enable
+
+    mx = enable()  # ncrt's MXNet settings (NaiveEngine), before MXNet starts: for bare and ncrt alike
+    from mxnet import gluon
+
+    mx.random.seed(0)
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Conv2D(16, 3, padding=1, activation="relu"), gluon.nn.MaxPool2D(),
+            gluon.nn.Conv2D(32, 3, padding=1, activation="relu"), gluon.nn.GlobalAvgPool2D(), gluon.nn.Dense(10))
+    net.initialize(mx.init.Xavier())
+    example = mx.nd.array(np.random.default_rng(0).random((COMPILED_BATCH, *SHAPE), dtype=np.float32))
+    net(example)
+    sym = net(mx.sym.var("data"))
+    params = {name: param.data() for name, param in net.collect_params().items()}
+    compiled, cargs, caux = mx.contrib.neuron.compile(sym, params, {}, {"data": example})
+    executors = [compiled.bind(ctx=mx.neuron(core), args=cargs, aux_states=caux, grad_req="null") for core in (0, 1)]
+    order = sym.list_inputs()
+    local = threading.local()
+    turns = iter(range(1 << 30))
+
+    def bare(x: Any) -> Any:  # each thread its own CachedOp, the parameters shared
+        op = getattr(local, "op", None)
+        if op is None:
+            op = local.op = mx.nd.CachedOp(sym, flags=[("static_alloc", "true"), ("static_shape", "true")])
+        return op(*[x if name == "data" else params[name] for name in order]).asnumpy()
+
+    def ncrt_call(x: Any) -> Any:
+        return executors[0].forward(data=x)[0].asnumpy()
+
+    def ncrt_both(x: Any) -> Any:  # the data-parallel tutorial's way: an executor per core, callers split
+        mine = getattr(local, "executor", None)
+        if mine is None:
+            mine = local.executor = executors[next(turns) % 2]
+        return mine.forward(data=x)[0].asnumpy()
+
+    np.testing.assert_allclose(ncrt_call(example[:1]), bare(example[:1]), rtol=1e-4, atol=1e-5)
+    pools = {f"pool {workers} worker(s)": CoalescingPool(bare, workers, None, COMPILED_BATCH,
+                                                        concat=lambda rows: mx.nd.concat(*rows, dim=0))
+             for workers in (1, 2)}
+    candidates = {"bare MXNet from the 16 threads": ("bare", bare),
+                  **{label: ("pool", pool) for label, pool in pools.items()},
+                  "ncrt forward on mx.neuron(0)": ("ncrt", ncrt_call),
+                  "ncrt forward on mx.neuron(0) and (1)": ("ncrt", ncrt_both)}
+    make = lambda: mx.nd.array(np.random.default_rng().random((1, *SHAPE), dtype=np.float32))  # noqa: E731
+    best: dict[str, Result] = {}
+    for _ in range(args.rounds):
+        for label, (_, call) in candidates.items():
+            result = drive(call, args.seconds, make)
+            if label not in best or result.rate > best[label].rate:
+                best[label] = result
+    for pool in pools.values():
+        pool.close()
+    coalescer = executors[0].loaded.coalescer
+    extra = (f"coalescing on mx.neuron(0): {coalescer.executions} executions, {coalescer.joined} requests joined, "
+             f"largest {coalescer.largest} rows" if coalescer is not None else "")
+    report("mxnet", best, {label: kind for label, (kind, _) in candidates.items()}, args.rounds, args.seconds, extra)
     ncrt.reset_runtime()
     return 0
 

@@ -227,7 +227,7 @@ class CoreBinding:
             values = [params[name] if name in params else inputs[name] for name in self._order]
         except KeyError:
             values = self._with_labels(inputs)
-        key = tuple(value.shape for value in values)
+        key = tuple(value.shape for value in inputs.values())  # (NDArray.shape is a C call: not the params')
         op = self._ops.get(key)
         if op is None:
             op = self._ops[key] = self.mx.nd.CachedOp(self.symbol, flags=STATIC_FLAGS)
