@@ -76,7 +76,6 @@ RUNNER_YIELDS = 10  # sched_yield()s a caller makes before it sleeps on its runn
 WORKER_YIELDS = 16  # sched_yield()s a caller makes before it sleeps on a core worker's result
 RUNNER_LINGER = 3  # sched_yield()s a runner makes, looking for its caller's next call, before it sleeps
 WORKER_LINGER = 8  # sched_yield()s a core's worker makes, looking for its next job, before it sleeps
-LONG_CALL = 0.0002  # seconds: a call on a runner that lasted longer lets the runner run on any CPU
 _sched_yield: Callable[[], None] = getattr(os, "sched_yield", lambda: time.sleep(0))
 _monotonic = time.monotonic
 _allocate_lock = threading.Lock
@@ -283,7 +282,6 @@ class ExecutionFuture:
             yields = self._yield_to(RUNNER_YIELDS if runner is not None else self._yields)
             if runner is not None and not 0 <= yields <= 2:
                 runner.recheck = True  # not on the caller's CPU, or a long call: look again next time
-                runner.long = yields < 0 or _monotonic() - job.submitted > LONG_CALL
             if yields >= 0:
                 return
         if job is None or job.timeout <= 0:
@@ -684,14 +682,6 @@ class CoreExecutor:
 _sched_getcpu: Callable[[], int] | None | bool = False  # False: not looked up yet
 
 
-def _allowed_cpus() -> tuple[int, ...] | None:
-    """The CPUs the calling thread may run on (None where unknown)."""
-    try:
-        return tuple(sorted(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return None
-
-
 def _current_cpu() -> int | None:
     """The CPU the calling thread runs on (``sched_getcpu``), or None where unknown."""
     global _sched_getcpu
@@ -714,10 +704,7 @@ class Runner:
     The caller waits for the result with its deadline, so a call that never returns
     costs the caller T, not its thread; the runner stuck in it is then retired and the
     caller gets a new one. The runner follows the caller's CPU (its affinity is set to
-    the CPU the caller last ran on), as the call would have run there inline, as long as
-    its calls are short; after a call its caller had to sleep for, the runner may run on
-    any of the caller's CPUs again (callers woken by their runners gather on the runners'
-    CPUs, and long calls pinned there would leave other CPUs idle).
+    the CPU the caller last ran on), as the call would have run there inline.
 
     The handoff is one attribute: the caller stores the call in ``_item`` and yields its
     CPU; the runner, lingering on the same CPU after its previous call, finds it there.
@@ -725,8 +712,7 @@ class Runner:
     caller wake it.
     """
 
-    __slots__ = ("_item", "_wake", "sleeping", "retired", "_thread", "_cpu", "_cpus", "_last", "recheck", "long",
-                 "__weakref__")
+    __slots__ = ("_item", "_wake", "sleeping", "retired", "_thread", "_cpu", "_last", "recheck", "__weakref__")
 
     def __init__(self) -> None:
         self._item: tuple[CoreExecutor, Job] | None = None
@@ -735,8 +721,6 @@ class Runner:
         self.retired = False
         self._cpu: int | None = None
         self.recheck = True  # look up the caller's CPU at the next hand (a wait had to sleep)
-        self.long = False  # the last call was long (its caller slept, or over LONG_CALL): run on any CPU
-        self._cpus = _allowed_cpus()  # the caller's CPUs (the runner's when it follows none)
         self._last: ExecutionFuture | None = None  # the future of the job handed last
         self._thread = threading.Thread(target=self._loop, name="ncrt-runner", daemon=True)
         self._thread.start()
@@ -757,20 +741,17 @@ class Runner:
         """
         if self.recheck:
             self.recheck = False
-            cpu = None if self.long else _current_cpu()
-            if cpu != self._cpu:
+            cpu = _current_cpu()
+            if cpu != self._cpu and cpu is not None:
                 self._follow(cpu)
         self._last = job.future
         self._item = (executor, job)
         if self.sleeping:
             self._wake.put(None)
 
-    def _follow(self, cpu: int | None) -> None:
-        """Run on ``cpu`` from now on (None: on any of the caller's CPUs)."""
-        if cpu is None and self._cpus is None:
-            return
+    def _follow(self, cpu: int) -> None:
         try:
-            os.sched_setaffinity(self._thread.native_id, (cpu,) if cpu is not None else self._cpus)
+            os.sched_setaffinity(self._thread.native_id, (cpu,))
         except (AttributeError, OSError, TypeError, ValueError):
             pass
         self._cpu = cpu

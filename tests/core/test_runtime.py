@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import warnings
@@ -77,18 +76,6 @@ def test_without_a_timeout_sync_calls_run_in_the_callers_thread(runtime_env):
     assert model(41) == 42  # like nrt_execute: nothing to abandon, so no handoff at all
     assert settled(model.submit((1,))) == 2
     assert seen == ["MainThread", "ncrt-nc0"]
-
-
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to tell pinned from free")
-def test_a_runner_after_long_calls_may_run_on_any_of_its_callers_cpus(runtime_env):
-    """Short calls keep a runner on its caller's CPU; after a call its caller slept for, the
-    runner runs anywhere the caller may (long calls pinned to one CPU would crowd it)."""
-    runtime = runtime_env()
-    seen = []
-    model = runtime.load(lambda pause: seen.append(os.sched_getaffinity(0)) or time.sleep(pause))
-    for _ in range(3):
-        model(0.02)
-    assert seen[-1] == os.sched_getaffinity(0)
 
 
 def test_each_caller_thread_has_its_own_runner(runtime_env):
