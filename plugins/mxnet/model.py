@@ -43,7 +43,8 @@ class NeuronExecutor:
     """What ``sym.bind(ctx=mx.neuron(i), ...)`` returns: an Executor-like handle on ncrt cores.
 
     ``forward(data=...)`` runs the model on its cores (on the caller's side while they
-    are idle, else in the first core's executor thread) and returns the outputs as a list of NDArrays, also kept in ``outputs``.
+    are idle, else in the first core's executor thread) and returns the outputs as a
+    list of NDArrays, also kept in ``outputs``.
     Several threads may call ``forward`` at once: each call runs its own inputs, and
     small concurrent calls are joined into one call on the core (:mod:`ncrt.coalesce`).
     Inputs given to ``forward`` (or copied into ``arg_dict``) are remembered, so

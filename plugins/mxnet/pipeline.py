@@ -12,7 +12,8 @@ When the model is bound to ``mx.neuron(i)`` (or loaded), each stage is rebuilt f
 symbol: the stage's operators, the parameters they read, and a variable for every value
 that flows into the stage from an earlier one (``<node>__out<k>``). Stage ``k`` makes
 its own CachedOp, with its own copy of only its parameters, on core ``k`` of the group
-(:class:`~ncrt.plugins.mxnet.execute.CoreBinding`). A symbol with fewer operators than ``N`` gets fewer
+(:class:`~ncrt.plugins.mxnet.execute.CoreBinding`). A lone call on an idle pipeline may
+run fused (:func:`run_fused`). A symbol with fewer operators than ``N`` gets fewer
 stages and one :class:`~ncrt.pipeline.PipelineStagesWarning`.
 """
 
