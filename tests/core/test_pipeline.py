@@ -306,6 +306,21 @@ def test_a_stage_past_the_timeout_fails_its_request_and_resets_its_core(runtime_
     release.set()
 
 
+def test_a_fused_run_past_the_timeout_fails_its_call_and_frees_the_group(runtime_env):
+    runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge", NEURON_RT_EXEC_TIMEOUT="0.3")
+    release = threading.Event()
+    recorder = Recorder()
+    stuck = lambda x: (release.wait(5) if x == -99 else None) or x  # noqa: E731
+    loaded, fused_runs = fused_pipeline(runtime, recorder, [stuck, abs])
+    started = time.monotonic()
+    with pytest.raises(ExecTimeoutError, match="NEURON_RT_EXEC_TIMEOUT=0.3"):
+        loaded(0, -99)  # a lone call: fused, holding NC0 and NC1, and it never returns
+    assert time.monotonic() - started < 2 and len(fused_runs) == 1
+    assert loaded(1, -2) == (1, 2)  # both cores are usable again at once
+    assert runtime.describe()["cores"][0]["timeouts"] == 1
+    release.set()
+
+
 def test_a_synchronous_stage_past_the_timeout_frees_its_core(runtime_env):
     runtime = runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge", NEURON_RT_EXEC_TIMEOUT="0.3")
     release = threading.Event()
