@@ -4,8 +4,9 @@ Models A, B, C, D (compiled to 2, 4, 3, 4 NeuronCores) on an inf1.6xlarge preset
 
 * ``ncrt disjoint``     mx.neuron(0), (2), (6), (9): no shared core, the four run in parallel;
 * ``ncrt overlapping``  mx.neuron(0), (2), (5), (9): B and C share NC5 and take turns there;
-* ``bare sequential``   the four models one after another on the CPU (plain MXNet, default
-  settings, in a separate process so that ncrt's thread settings do not apply);
+* ``bare sequential``   the four models one after another on the CPU (plain MXNet in a
+  separate process, so that ncrt's thread settings do not apply), at the best of the
+  settings below;
 * ``bare threads``      the best hand-written alternative: one Python thread per model, each
   with its own executor, at the best of the engine worker counts 1 and host CPUs and
   ``OMP_NUM_THREADS`` unset and 1 (MXNet's default threaded engine);
@@ -100,8 +101,8 @@ BARE_SETTINGS = [  # (line of the table, MXNET_ENGINE_TYPE, MXNET_CPU_WORKER_NTH
 
 
 def bare_throughput(directory: str, requests: int) -> dict[str, float]:
-    """Plain MXNet in child processes: sequential (default settings), and threaded at the
-    best of each family of settings (:data:`BARE_SETTINGS`)."""
+    """Plain MXNet in child processes: sequential and threaded, each at the best of its
+    settings (threaded: per family of :data:`BARE_SETTINGS`)."""
     results: dict[str, float] = {}
     for line, engine, workers, omp in BARE_SETTINGS:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MXNET_") and k != "OMP_NUM_THREADS"}
@@ -110,8 +111,7 @@ def bare_throughput(directory: str, requests: int) -> dict[str, float]:
         command = [sys.executable, __file__, "--bare", directory, "--requests", str(requests)]
         output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
         measured = json.loads(output.strip().splitlines()[-1])
-        if engine is None and workers == "1" and omp is None:
-            results["bare sequential"] = measured["sequential"]
+        results["bare sequential"] = max(results.get("bare sequential", 0.0), measured["sequential"])
         results[line] = max(results.get(line, 0.0), measured["threads"])
     return results
 
