@@ -216,6 +216,18 @@ def report(framework: str, best: dict[str, Result], kinds: dict[str, str], round
     record(f"coalescing {framework}", "ncrt / hand-written coalescing pool", vs_pool, POOL_GOAL, ncrt_label)
 
 
+def best_rounds(candidates: dict[str, tuple[str, Callable[[Any], Any]]], args: argparse.Namespace,
+                make: Callable[[], Any]) -> dict[str, Result]:
+    """Every candidate ``args.rounds`` times, interleaved; each one's best round."""
+    best: dict[str, Result] = {}
+    for _ in range(args.rounds):
+        for label, (_, call) in candidates.items():
+            result = drive(call, args.seconds, make)
+            if label not in best or result.rate > best[label].rate:
+                best[label] = result
+    return best
+
+
 def tensorflow_main(args: argparse.Namespace) -> int:
     """The same serving pattern for TensorFlow: a small Keras CNN traced at batch 8."""
     import numpy as np
@@ -250,12 +262,7 @@ def tensorflow_main(args: argparse.Namespace) -> int:
                   **{label: ("pool", pool) for label, pool in pools.items()},
                   "ncrt auto_multicore on 2 cores": ("ncrt", ncrt_call)}
     make = lambda: np.random.default_rng().random((1, 32, 32, 3), dtype=np.float32)  # noqa: E731
-    best: dict[str, Result] = {}
-    for _ in range(args.rounds):
-        for label, (_, call) in candidates.items():
-            result = drive(call, args.seconds, make)
-            if label not in best or result.rate > best[label].rate:
-                best[label] = result
+    best = best_rounds(candidates, args, make)
     for pool in pools.values():
         pool.close()
     coalescer = replicated.loaded.coalescer
@@ -316,12 +323,7 @@ def mxnet_main(args: argparse.Namespace) -> int:
                   "ncrt forward on mx.neuron(0)": ("ncrt", ncrt_call),
                   "ncrt forward on mx.neuron(0) and (1)": ("ncrt", ncrt_both)}
     make = lambda: mx.nd.array(np.random.default_rng().random((1, *SHAPE), dtype=np.float32))  # noqa: E731
-    best: dict[str, Result] = {}
-    for _ in range(args.rounds):
-        for label, (_, call) in candidates.items():
-            result = drive(call, args.seconds, make)
-            if label not in best or result.rate > best[label].rate:
-                best[label] = result
+    best = best_rounds(candidates, args, make)
     for pool in pools.values():
         pool.close()
     coalescer = executors[0].loaded.coalescer

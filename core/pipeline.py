@@ -25,8 +25,7 @@ NeuronCores, as specified by the --neuroncore-pipeline-cores compiler argument."
   with the stages' own per-core state (their weights, resident once). A synchronous
   call that finds its replica's pipeline idle then runs fused, as an ordinary job that
   holds every core of the replica: nothing streams past a lone call, and handing the
-  data from stage to stage would only add the per-stage costs (for MXNet, about 0.1 ms
-  a stage in CachedOp calls alone, on the test host). Tools count these runs apart
+  data from stage to stage would only add the per-stage costs. Tools count these runs apart
   (``fused_executions``); under load, or when any of the cores is busy, calls stream.
 
 A pipelined call is admitted like any other (``NEURON_MAX_NUM_INFERS``,

@@ -116,8 +116,7 @@ class SymbolPayload:
         self.symbol_json = sym.tojson()
         self.args = {name: _host_array(value) for name, value in args.items() if name not in compiled_inputs}
         self.aux = {name: _host_array(value) for name, value in aux.items()}
-        self.input_names = [name for name in sym.list_arguments()
-                            if name not in self.args and (name in compiled_inputs or not is_label(name))]
+        self.input_names = _input_names(sym, self.args, manifest)
         self.output_names = sym.list_outputs()
         self.manifest = manifest
         self.version = 0
@@ -146,9 +145,7 @@ class PayloadPart:
         self.symbol_json = sym.tojson()
         self._arguments = set(sym.list_arguments())
         self._auxiliary = set(sym.list_auxiliary_states())
-        compiled_inputs = {spec["name"] for spec in parent.manifest.inputs}
-        self.input_names = [name for name in sym.list_arguments() if name not in parent.args
-                            and (name in compiled_inputs or not is_label(name))]
+        self.input_names = _input_names(sym, parent.args, parent.manifest)
         self.output_names = sym.list_outputs()
         self.manifest = parent.manifest
 
@@ -163,6 +160,13 @@ class PayloadPart:
     @property
     def aux(self) -> dict[str, Any]:
         return {name: value for name, value in self.parent.aux.items() if name in self._auxiliary}
+
+
+def _input_names(sym: Any, params: Mapping[str, Any], manifest: Manifest) -> list[str]:
+    """The arguments of ``sym`` a call gives: those without a value, except labels (unless compiled as inputs)."""
+    compiled_inputs = {spec["name"] for spec in manifest.inputs}
+    return [name for name in sym.list_arguments()
+            if name not in params and (name in compiled_inputs or not is_label(name))]
 
 
 def _host_array(value: Any) -> Any:

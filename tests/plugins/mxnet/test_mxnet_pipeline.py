@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 import warnings
 
 import numpy as np
@@ -96,32 +94,19 @@ def test_gluon_checkpoints_of_the_seed_are_pipelined(mx, checkpoints, batch, inf
                                rtol=1e-5, atol=1e-6)
 
 
-def test_request_k_plus_1_runs_in_stage_0_while_k_is_in_stage_1(mx, inf1, monkeypatch):
-    intervals, lock = [], threading.Lock()
-    original = mx_pipeline.run_stage
-
-    def recording(model, inputs, core):
-        start = time.monotonic()
-        time.sleep(0.03)
-        result = original(model, inputs, core)
-        with lock:
-            intervals.append((core.index, start, time.monotonic()))
-        return result
-
-    monkeypatch.setattr(mx_pipeline, "run_stage", recording)
+def test_request_k_plus_1_runs_in_stage_0_while_k_is_in_stage_1(mx, inf1, stage_timeline):
+    stage_timeline.record(mx_pipeline)
     symbol, args, aux = two_in_two_out(mx)
     compiled, cargs, caux = mx.contrib.neuron.compile(symbol, args, aux, examples(mx), flags="--neuroncore-pipeline-cores 2")
     model = compiled.bind(ctx=mx.neuron(0), args=cargs, aux_states=caux, grad_req="null")
     model.forward(**examples(mx))
-    intervals.clear()
+    stage_timeline.intervals.clear()
     requests = [examples(mx, seed=k) for k in range(6)]
     futures = [model.loaded.submit(inputs) for inputs in requests]
     for future, inputs in zip(futures, requests):
         np.testing.assert_allclose(future.result()[0].asnumpy(), cpu_reference(mx, symbol, args, aux, **inputs)[0],
                                    rtol=1e-5, atol=1e-6)
-    stage0 = sorted((s, e) for core, s, e in intervals if core == 0)
-    stage1 = sorted((s, e) for core, s, e in intervals if core == 1)
-    assert sum(1 for k in range(5) if stage0[k + 1][0] < stage1[k][1] and stage1[k][0] < stage0[k + 1][1]) >= 3
+    assert stage_timeline.overlaps() >= 3, stage_timeline.intervals
 
 
 def test_an_error_in_a_stage_reaches_only_its_request(mx, inf1):

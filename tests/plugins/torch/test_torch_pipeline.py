@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
 import warnings
 from pathlib import Path
 from typing import Dict, Tuple
@@ -188,32 +186,18 @@ def test_dynamic_batches_stream_through_the_stages_chunk_by_chunk(inf1):
     assert [stage["executions"] for stage in stages] == [4, 4]  # 4 chunks of 2 (the last padded)
 
 
-def test_request_k_plus_1_runs_in_stage_0_while_k_is_in_stage_1(inf1, monkeypatch):
-    intervals, lock = [], threading.Lock()
-    original = torch_pipeline.run_stage
-
-    def recording(model, inputs, core):
-        start = time.monotonic()
-        time.sleep(0.03)  # make each stage long enough to see the overlap on a busy host
-        result = original(model, inputs, core)
-        with lock:
-            intervals.append((core.index, start, time.monotonic()))
-        return result
-
-    monkeypatch.setattr(torch_pipeline, "run_stage", recording)
+def test_request_k_plus_1_runs_in_stage_0_while_k_is_in_stage_1(inf1, stage_timeline):
+    stage_timeline.record(torch_pipeline)
     model = ConvChain().eval()
     traced = neuron.trace(model, torch.rand(1, 3, 8, 8), compiler_args="--neuroncore-pipeline-cores 2")
     images = [torch.rand(1, 3, 8, 8) for _ in range(6)]
     traced(images[0])  # the first call copies each stage's weights to its core
-    intervals.clear()
+    stage_timeline.intervals.clear()
     with torch.no_grad():
         futures = [traced.placed().submit((image,)) for image in images]
     for future, image in zip(futures, images):
         equal(future.result(), plain(model, image))
-    stage0 = sorted((start, end) for core, start, end in intervals if core == 0)
-    stage1 = sorted((start, end) for core, start, end in intervals if core == 1)
-    overlaps = sum(1 for k in range(5) if stage0[k + 1][0] < stage1[k][1] and stage1[k][0] < stage0[k + 1][1])
-    assert overlaps >= 3, intervals
+    assert stage_timeline.overlaps() >= 3, stage_timeline.intervals
 
 
 def test_an_error_in_a_stage_reaches_only_its_request(inf1):
