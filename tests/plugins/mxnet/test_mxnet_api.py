@@ -115,19 +115,19 @@ def test_runtime_load_of_a_checkpoint_prefix(mx, checkpoints, batch, runtime_env
 
 
 def _execution_intervals(monkeypatch) -> list[tuple[str, tuple[int, ...], float, float]]:
-    """Every job a core runs from now on: (model, cores it holds, start, end). A pipeline
-    stage holds its core; a fused run (a lone call on an idle pipeline) the whole group."""
+    """Every job a core runs from now on: (model, cores it holds, start, end), both taken while
+    it holds them (the end before its cores are freed). A pipeline stage holds its core; a
+    fused run (a lone call on an idle pipeline) the whole group."""
     from ncrt.executor import CoreExecutor
 
     intervals: list[tuple[str, tuple[int, ...], float, float]] = []
-    original = CoreExecutor.run_taken
+    original = CoreExecutor._complete
 
-    def timed(self, job):
-        start = time.monotonic()
-        original(self, job)
+    def timed(self, job, start, value=None, error=None):
         intervals.append((job.model.name, tuple(core.index for core in job.replica), start, time.monotonic()))
+        original(self, job, start, value, error)
 
-    monkeypatch.setattr(CoreExecutor, "run_taken", timed)
+    monkeypatch.setattr(CoreExecutor, "_complete", timed)
     return intervals
 
 
