@@ -184,13 +184,27 @@ class _Same:
     __hash__ = None  # type: ignore[assignment]
 
 
+_DTYPE_NAMES: dict[Any, str] = {}
+
+
+def _dtype_name(dtype: Any) -> str:
+    """``str(dtype)``, remembered per dtype (it costs microseconds on every request's path)."""
+    try:
+        return _DTYPE_NAMES[dtype]
+    except KeyError:
+        name = _DTYPE_NAMES[dtype] = str(dtype)
+        return name
+    except TypeError:  # an unhashable dtype
+        return str(dtype)
+
+
 def signature(inputs: Any, ops: TensorOps, dim: int) -> Any:
     """What two requests must share to be joined: the structure, every tensor's shape
     except along ``dim`` and its dtype, and every non-tensor argument (compared with ``==``)."""
     def describe(value: Any) -> Any:
         if ops.is_tensor(value):
             shape = tuple(value.shape)
-            return (shape[:dim] + shape[dim + 1:], str(value.dtype))
+            return (shape[:dim] + shape[dim + 1:], _dtype_name(value.dtype))
         return _Same(value)
 
     def walk(structure: Any) -> Any:

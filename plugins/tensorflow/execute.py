@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ncrt import current_runtime
+from ncrt.adapters.tensorflow import is_tf_tensor
 from ncrt.config import Config, parse_config
 from ncrt.errors import BadInputError, FrameworkMissingError
 from ncrt.logs import get_logger
@@ -162,9 +163,9 @@ class TFPayload:
 
 def to_tensor(tf: ModuleType, value: Any, dtype: str) -> Any:
     """``value`` as a tensor of ``dtype`` (cast when it holds another dtype)."""
-    if tf.is_tensor(value):
+    if is_tf_tensor(value):
         return value if value.dtype.name == dtype else tf.cast(value, dtype)
-    return tf.convert_to_tensor(np.asarray(value, dtype=dtype))
+    return tf.constant(np.asarray(value, dtype=dtype))
 
 
 def run_on_core(model: Model, inputs: Any, core: LocalCore) -> Any:

@@ -25,6 +25,23 @@ def test_is_tensor(tensor):
     assert not ADAPTER.is_tensor([1, 2]) and not ADAPTER.is_tensor("x")
 
 
+def test_tensor_check_asks_tensorflow_once_per_type(monkeypatch):
+    """``tf.is_tensor`` checks a runtime protocol (slow); the answer is kept per type."""
+    from ncrt.adapters import tensorflow as adapter_module
+
+    class Holder:  # a type the adapter has not seen yet
+        pass
+
+    asked = []
+    original = tf.is_tensor
+    monkeypatch.setattr(tf, "is_tensor", lambda value: asked.append(type(value)) or original(value))
+    for _ in range(3):
+        assert not adapter_module.is_tf_tensor(Holder())
+        assert not ADAPTER.is_tensor(Holder())
+    assert asked == [Holder]
+    assert adapter_module.is_tf_tensor(tf.constant([1.0])) and not adapter_module.is_tf_tensor(np.zeros(2))
+
+
 def test_size_narrow_concat_pad(tensor):
     assert ADAPTER.size(tensor, 0) == 4 and ADAPTER.size(tensor, -1) == 2
     part = ADAPTER.narrow(tensor, 0, 1, 2)
