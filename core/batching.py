@@ -7,12 +7,16 @@ operations come from a framework adapter (``ncrt.adapters.*``), passed in as ``o
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence
+from itertools import islice
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from .errors import BadInputError
 
 __all__ = [
+    "Layout",
     "TensorOps",
+    "flatten",
+    "join_flat",
     "map_structure",
     "tensors_in",
     "batch_size_of",
@@ -50,10 +54,91 @@ def map_structure(fn: Callable[[Any], Any], structure: Any, ops: TensorOps) -> A
     return structure
 
 
+class _Same:
+    """A non-tensor value in a nest, equal only to the same value (identical, or equal and of one type)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Same):
+            return NotImplemented
+        mine, theirs = self.value, other.value
+        if mine is theirs:
+            return True
+        if type(mine) is not type(theirs):
+            return False
+        try:
+            return bool(mine == theirs)
+        except Exception:  # noqa: BLE001 - an array-like or odd __eq__: not provably the same
+            return False
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+_TENSOR = None  # a tensor's place in a layout's key
+
+
+class Layout:
+    """Where the tensors of a nest sit: the nest rebuilt around any list of as many tensors.
+
+    What :func:`flatten` returns next to the tensors, so a nest is walked once and its
+    pieces are cut, padded or joined tensor by tensor. ``key`` compares two layouts:
+    the same containers (types, lengths, dict keys) and the same non-tensor values.
+    """
+
+    __slots__ = ("key", "count", "_build")
+
+    def __init__(self, key: Any, count: int, build: Callable[[Iterator[Any]], Any]) -> None:
+        self.key = key
+        self.count = count
+        self._build = build
+
+    def build(self, tensors: Sequence[Any]) -> Any:
+        """The nest with ``tensors`` in place of its tensors, in order."""
+        if len(tensors) != self.count:
+            raise BadInputError(f"a nest of {self.count} tensor(s) cannot hold {len(tensors)}")
+        return self._build(iter(tensors))
+
+
+def flatten(structure: Any, ops: TensorOps) -> tuple[list[Any], Layout]:
+    """The tensors of ``structure`` in order, and its :class:`Layout`."""
+    tensors: list[Any] = []
+    key, build = _plan(structure, ops, tensors)
+    return tensors, Layout(key, len(tensors), build or next)
+
+
+def _plan(value: Any, ops: TensorOps, tensors: list[Any]) -> tuple[Any, Callable[[Iterator[Any]], Any] | None]:
+    """``(key, build)`` of one node; ``build`` is None for a tensor (taken with ``next``)."""
+    if ops.is_tensor(value):
+        tensors.append(value)
+        return _TENSOR, None
+    kind = type(value)
+    if isinstance(value, (list, tuple)):
+        plans = [_plan(item, ops, tensors) for item in value]
+        builds = [build for _, build in plans]
+        make = kind._make if _is_namedtuple(value) else kind
+        key = (kind, tuple(key for key, _ in plans))
+        if not any(builds):
+            count = len(plans)
+            return key, lambda items: make(islice(items, count))
+        return key, lambda items: make([next(items) if build is None else build(items) for build in builds])
+    if isinstance(value, dict):
+        names = tuple(value)
+        plans = [_plan(item, ops, tensors) for item in value.values()]
+        builds = [build for _, build in plans]
+        key = (kind, tuple(zip(names, (key for key, _ in plans))))
+        if not any(builds):
+            return key, lambda items: kind(zip(names, items))
+        return key, lambda items: kind(zip(names, [next(items) if build is None else build(items)
+                                                   for build in builds]))
+    return _Same(value), lambda items: value
+
+
 def tensors_in(structure: Any, ops: TensorOps) -> list[Any]:
-    found: list[Any] = []
-    map_structure(found.append, structure, ops)
-    return found
+    return flatten(structure, ops)[0]
 
 
 def batch_size_of(structure: Any, ops: TensorOps, dim: int) -> int:
@@ -90,41 +175,32 @@ def even_bounds(total: int, parts: int) -> list[tuple[int, int]]:
 def scatter(structure: Any, ops: TensorOps, dim: int, bounds: Sequence[tuple[int, int]],
             pad_to: int | None = None) -> list[Any]:
     """One structure per ``(start, length)``; short chunks padded to ``pad_to`` if given."""
-    def piece(start: int, length: int) -> Any:
-        def cut(tensor: Any) -> Any:
-            part = ops.narrow(tensor, dim, start, length)
-            return ops.pad(part, dim, pad_to) if pad_to and length < pad_to else part
-        return map_structure(cut, structure, ops)
-    return [piece(start, length) for start, length in bounds]
-
-
-def _trim(structure: Any, ops: TensorOps, dim: int, length: int) -> Any:
-    return map_structure(lambda tensor: ops.narrow(tensor, dim, 0, length), structure, ops)
+    tensors, layout = flatten(structure, ops)
+    pieces = []
+    for start, length in bounds:
+        cut = [ops.narrow(tensor, dim, start, length) for tensor in tensors]
+        if pad_to and length < pad_to:
+            cut = [ops.pad(part, dim, pad_to) for part in cut]
+        pieces.append(layout.build(cut))
+    return pieces
 
 
 def gather(parts: Sequence[Any], ops: TensorOps, dim: int, lengths: Sequence[int] | None = None) -> Any:
     """Join per-chunk outputs in order; ``lengths`` trims padded chunks back first."""
-    if lengths is not None:
-        parts = [
-            _trim(part, ops, dim, length) if _longer(part, ops, dim, length) else part
-            for part, length in zip(parts, lengths)
-        ]
-    return _join(parts, ops, dim)
+    flat = [flatten(part, ops) for part in parts]
+    layout = flat[0][1]
+    columns: list[list[Any]] = [[] for _ in range(layout.count)]
+    for index, (tensors, other) in enumerate(flat):
+        if other.count != layout.count:
+            raise BadInputError(f"chunk {index} gave {other.count} tensor(s), chunk 0 gave {layout.count}; "
+                                "every chunk's outputs must have the same structure")
+        if lengths is not None and tensors and ops.size(tensors[0], dim) > lengths[index]:
+            tensors = [ops.narrow(tensor, dim, 0, lengths[index]) for tensor in tensors]
+        for column, tensor in zip(columns, tensors):
+            column.append(tensor)
+    return join_flat(columns, layout, ops, dim)
 
 
-def _longer(part: Any, ops: TensorOps, dim: int, length: int) -> bool:
-    tensors = tensors_in(part, ops)
-    return bool(tensors) and ops.size(tensors[0], dim) > length
-
-
-def _join(parts: Sequence[Any], ops: TensorOps, dim: int) -> Any:
-    first = parts[0]
-    if ops.is_tensor(first):
-        return ops.concat(parts, dim) if len(parts) > 1 else first
-    if _is_namedtuple(first):
-        return type(first)._make(_join([p[i] for p in parts], ops, dim) for i in range(len(first)))
-    if isinstance(first, (list, tuple)):
-        return type(first)(_join([p[i] for p in parts], ops, dim) for i in range(len(first)))
-    if isinstance(first, dict):
-        return type(first)((key, _join([p[key] for p in parts], ops, dim)) for key in first)
-    return first
+def join_flat(columns: Sequence[Sequence[Any]], layout: Layout, ops: TensorOps, dim: int) -> Any:
+    """The nest of ``layout`` whose i-th tensor joins ``columns[i]`` along ``dim``."""
+    return layout.build([ops.concat(list(column), dim) if len(column) > 1 else column[0] for column in columns])

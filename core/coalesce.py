@@ -51,7 +51,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .batching import TensorOps, gather, map_structure, scatter, tensors_in
+from .batching import Layout, TensorOps, flatten, join_flat, scatter
 from .errors import BadInputError, ExecTimeoutError, QueueFullError
 from .executor import ExecutionFuture
 from .logs import get_logger
@@ -160,30 +160,6 @@ def max_batch(rows: int | None) -> Iterator[None]:
 # --------------------------------------------------------------------------- signatures
 
 
-class _Same:
-    """A non-tensor argument, equal only to the same value (identical, or equal and of one type)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _Same):
-            return NotImplemented
-        mine, theirs = self.value, other.value
-        if mine is theirs:
-            return True
-        if type(mine) is not type(theirs):
-            return False
-        try:
-            return bool(mine == theirs)
-        except Exception:  # noqa: BLE001 - an array-like or odd __eq__: not provably the same
-            return False
-
-    __hash__ = None  # type: ignore[assignment]
-
-
 _DTYPE_NAMES: dict[Any, str] = {}
 
 
@@ -201,24 +177,16 @@ def _dtype_name(dtype: Any) -> str:
 def signature(inputs: Any, ops: TensorOps, dim: int) -> Any:
     """What two requests must share to be joined: the structure, every tensor's shape
     except along ``dim`` and its dtype, and every non-tensor argument (compared with ``==``)."""
-    def describe(value: Any) -> Any:
-        if ops.is_tensor(value):
-            shape = tuple(value.shape)
-            return (shape[:dim] + shape[dim + 1:], _dtype_name(value.dtype))
-        return _Same(value)
+    tensors, layout = flatten(inputs, ops)
+    return _signature(tensors, layout, dim)
 
-    def walk(structure: Any) -> Any:
-        if ops.is_tensor(structure):
-            return describe(structure)
-        if isinstance(structure, tuple) and hasattr(type(structure), "_fields"):
-            return (type(structure), tuple(walk(item) for item in structure))
-        if isinstance(structure, (list, tuple)):
-            return (type(structure), tuple(walk(item) for item in structure))
-        if isinstance(structure, dict):
-            return (type(structure), tuple((key, walk(item)) for key, item in structure.items()))
-        return describe(structure)
 
-    return walk(inputs)
+def _signature(tensors: list[Any], layout: Layout, dim: int) -> Any:
+    shapes = []
+    for tensor in tensors:
+        shape = tuple(tensor.shape)
+        shapes.append((shape[:dim] + shape[dim + 1:], _dtype_name(tensor.dtype)))
+    return (layout.key, tuple(shapes))
 
 
 # --------------------------------------------------------------------------- requests
@@ -227,12 +195,14 @@ def signature(inputs: Any, ops: TensorOps, dim: int) -> Any:
 class Request:
     """One caller's inputs waiting to be joined, and the future its caller waits on."""
 
-    __slots__ = ("inputs", "rows", "key", "caller", "submitted", "limit", "alone", "future")
+    __slots__ = ("inputs", "tensors", "layout", "rows", "key", "caller", "submitted", "limit", "alone", "future")
 
-    def __init__(self, inputs: Any, rows: int, key: Any, limit: int, coalescer: Coalescer) -> None:
+    def __init__(self, inputs: Any, rows: int, limit: int, coalescer: Coalescer) -> None:
+        runner = coalescer.runner
         self.inputs = inputs
+        self.tensors, self.layout = flatten(inputs, runner.ops)  # walked once: joined tensor by tensor
         self.rows = rows
-        self.key = key
+        self.key = _signature(self.tensors, self.layout, runner.dim)
         self.caller = threading.get_ident()
         self.submitted = _monotonic()
         self.limit = limit
@@ -317,7 +287,7 @@ class Coalescer:
 
     def submit(self, inputs: Any, rows: int, limit: int) -> RequestFuture:
         """Queue one request; its future gives its own rows of the outputs."""
-        request = Request(inputs, rows, signature(inputs, self.runner.ops, self.runner.dim), limit, self)
+        request = Request(inputs, rows, limit, self)
         with self._lock:
             self._wait_for_room(rows, limit)
             self._pending.append(request)
@@ -462,8 +432,8 @@ class Coalescer:
     def _launch(self, batch: list[Request], replica: int) -> None:
         """Queue ``batch`` as one job on ``replica``; its callback hands every request its rows."""
         rows = sum(request.rows for request in batch)
-        inputs = batch[0].inputs if len(batch) == 1 else gather([r.inputs for r in batch], self.runner.ops,
-                                                                  self.runner.dim)
+        inputs = batch[0].inputs if len(batch) == 1 else join_flat(
+            list(zip(*(request.tensors for request in batch))), batch[0].layout, self.runner.ops, self.runner.dim)
         try:
             future, lengths = self.runner.launch(inputs, rows, replica)
         except QueueFullError:  # in-flight limit reached by other work: retry shortly, never block here

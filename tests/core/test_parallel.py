@@ -10,7 +10,7 @@ import pytest
 
 import ncrt
 from ncrt.adapters.numpy import ADAPTER as ops
-from ncrt.batching import batch_size_of, chunk_bounds, even_bounds, gather, map_structure, scatter
+from ncrt.batching import batch_size_of, chunk_bounds, even_bounds, flatten, gather, join_flat, map_structure, scatter
 from ncrt.errors import BadInputError
 from ncrt.parallel import DataParallelRunner
 
@@ -51,6 +51,26 @@ def test_scatter_and_gather_keep_every_container_and_key():
     np.testing.assert_array_equal(joined["b"][1][0], x)
     assert isinstance(joined["c"], Pair)
     np.testing.assert_array_equal(joined["c"].left, x)
+
+
+def test_flatten_walks_a_nest_once_and_its_layout_rebuilds_it():
+    x, y = np.zeros((2, 1)), np.ones((2, 3))
+    nested = [{"a": x, "b": Pair(y, "tag")}, (x,), 5]
+    tensors, layout = flatten(nested, ops)
+    assert [t.shape for t in tensors] == [(2, 1), (2, 3), (2, 1)] and layout.count == 3
+    rebuilt = layout.build([t + 1 for t in tensors])
+    assert isinstance(rebuilt[0]["b"], Pair) and rebuilt[0]["b"].right == "tag" and rebuilt[2] == 5
+    assert type(rebuilt[1]) is tuple and list(rebuilt[0]) == ["a", "b"]
+    np.testing.assert_array_equal(rebuilt[0]["b"].left, y + 1)
+    same = flatten([{"a": y, "b": Pair(x, "tag")}, (y,), 5], ops)[1]
+    assert same.key == layout.key  # the containers and the non-tensor values, not the shapes
+    for other in ([{"a": x, "c": Pair(y, "tag")}, (x,), 5], [{"a": x, "b": Pair(y, "other")}, (x,), 5],
+                  [{"a": x, "b": (y, "tag")}, (x,), 5], [{"a": x, "b": Pair(y, "tag")}, [x], 5]):
+        assert flatten(other, ops)[1].key != layout.key
+    with pytest.raises(BadInputError, match="nest of 3 tensor"):
+        layout.build(tensors[:2])
+    joined = join_flat([[x, x], [y, y], [x, x]], layout, ops, 0)
+    assert joined[0]["b"].left.shape == (4, 3) and joined[1][0].shape == (4, 1)
 
 
 def test_scatter_pads_short_chunks_and_gather_trims_them():
