@@ -105,9 +105,50 @@ class Layout:
 
 def flatten(structure: Any, ops: TensorOps) -> tuple[list[Any], Layout]:
     """The tensors of ``structure`` in order, and its :class:`Layout`."""
-    tensors: list[Any] = []
+    kind = type(structure)
+    if kind is tuple or kind is list:  # the usual inputs: a tuple of tensors (its layout is kept)
+        if all(ops.is_tensor(item) for item in structure):
+            return list(structure), _flat_layout(kind, len(structure))
+    elif kind is dict:  # the usual outputs: tensors by name
+        tensors = list(structure.values())
+        if all(ops.is_tensor(tensor) for tensor in tensors):
+            return tensors, _flat_layout(dict, tuple(structure))
+    elif ops.is_tensor(structure):
+        return [structure], _ONE_TENSOR
+    tensors = []
     key, build = _plan(structure, ops, tensors)
     return tensors, Layout(key, len(tensors), build or next)
+
+
+_ONE_TENSOR = Layout(_TENSOR, 1, next)
+_FLAT_LAYOUTS: dict[tuple[type, Any], Layout] = {}
+
+
+def _flat_layout(kind: type, shape: Any) -> Layout:
+    """The layout of a plain tuple or list of ``shape`` tensors, or of a dict of tensors
+    with the keys ``shape``: made once for each."""
+    layout = _FLAT_LAYOUTS.get((kind, shape))
+    if layout is None:
+        tensors: list[Any] = []
+        placeholder = dict.fromkeys(shape, _Placeholder) if kind is dict else kind([_Placeholder] * shape)
+        key, build = _plan(placeholder, _PLACEHOLDER_OPS, tensors)
+        layout = Layout(key, len(tensors), build or next)
+        if len(_FLAT_LAYOUTS) < 4096:  # bounded: dicts with ever new keys are not kept
+            _FLAT_LAYOUTS[(kind, shape)] = layout
+    return layout
+
+
+class _Placeholder:
+    """Stands for a tensor while the layout of a flat container is made."""
+
+
+class _PlaceholderOps:
+    @staticmethod
+    def is_tensor(value: Any) -> bool:
+        return value is _Placeholder
+
+
+_PLACEHOLDER_OPS: Any = _PlaceholderOps()
 
 
 def _plan(value: Any, ops: TensorOps, tensors: list[Any]) -> tuple[Any, Callable[[Iterator[Any]], Any] | None]:

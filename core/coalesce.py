@@ -474,7 +474,7 @@ class Coalescer:
             else:
                 self._finish(batch, replica, None)  # the next execution queued before the callers wake
                 for request, part in zip(batch, parts):
-                    request.future._resolve(part)
+                    self._deliver(request, part)
                 return
         if len(batch) > 1 and not isinstance(error, ExecTimeoutError):
             for request in batch:  # which request is at fault? each runs on its own next
@@ -484,6 +484,17 @@ class Coalescer:
             self._dispatch()
             return
         self._finish(batch, replica, error)
+
+    def _deliver(self, request: Request, part: Any) -> None:
+        """Hand a request its rows, as the runner's ``deliver`` makes them (if it has one)."""
+        deliver = self.runner.deliver
+        if deliver is not None:
+            try:
+                part = deliver(part)
+            except BaseException as error:  # noqa: BLE001 - reaches the request it concerns
+                request.future._resolve(error=error)
+                return
+        request.future._resolve(part)
 
     def _split(self, outputs: Any, batch: list[Request]) -> list[Any]:
         bounds, start = [], 0

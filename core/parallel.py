@@ -13,7 +13,10 @@ Every framework uses this runner; two options say how its models take a batch:
   of k x batch rows instead of k calls;
 - ``idle_only``: chunks are spread only over replicas with nothing outstanding; when fewer
   than two are idle the whole batch goes, as one run, to the least-loaded replica (so a
-  stream from many threads is not split into tiny jobs that queue behind each other).
+  stream from many threads is not split into tiny jobs that queue behind each other);
+- ``deliver``: what each coalesced request's outputs become before its caller is woken,
+  done by the thread that ran the execution (TensorFlow: its tensors, made there in one
+  thread rather than by every caller at once).
 
 With dynamic batching, a request smaller than the model's coalescing limit (the compiled
 batch, or more rows if configured) goes to the model's :class:`~ncrt.coalesce.Coalescer`,
@@ -24,7 +27,7 @@ runner then runs each joined execution on one replica (:meth:`run_on`, :meth:`la
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .batching import TensorOps, batch_size_of, chunk_bounds, even_bounds, gather, scatter
 from .coalesce import Coalescer, settings_of
@@ -42,7 +45,8 @@ class DataParallelRunner:
 
     def __init__(self, loaded: LoadedModel, ops: TensorOps, *, dim: int = 0,
                  compiled_batch: int | None = None, dynamic: bool = True, pad: bool = True,
-                 fused: bool = False, idle_only: bool = False) -> None:
+                 fused: bool = False, idle_only: bool = False,
+                 deliver: Callable[[Any], Any] | None = None) -> None:
         self.loaded = loaded
         self.ops = ops
         self.dim = dim
@@ -51,6 +55,7 @@ class DataParallelRunner:
         self.pad = pad
         self.fused = fused
         self.idle_only = idle_only
+        self.deliver = deliver
 
     @property
     def replica_count(self) -> int:

@@ -22,7 +22,7 @@ from ncrt.model import Model, unload_when_freed
 from ncrt.parallel import DataParallelRunner
 from ncrt.placement import PlacementRequest
 
-from .execute import FRAMEWORK, import_tf
+from .execute import FRAMEWORK, output_tensors
 from .pipeline import check_pipeline_replicas
 from .placement import AUTO_MULTICORE_KEY, check_fits, default_replicas, replicas_asked
 
@@ -60,7 +60,7 @@ class NeuronModel:
         self.output_names = [spec["name"] for spec in self.manifest.outputs]
         self.compiled_batch = int(self.manifest.batch_size or 1)
         self._runner = DataParallelRunner(loaded, ADAPTER, compiled_batch=self.compiled_batch,
-                                          fused=True, idle_only=True)
+                                          fused=True, idle_only=True, deliver=output_tensors)
 
     @property
     def name(self) -> str:
@@ -90,7 +90,7 @@ class NeuronModel:
         return {"serving_default": self._serving}
 
     def _serving(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return _as_tensors(self._dispatch(self._arrange(args, kwargs)))
+        return output_tensors(self._dispatch(self._arrange(args, kwargs)))
 
     def save(self, directory: str | Path, *unused: Any, **unused_options: Any) -> Path:
         """Write the model as a SavedModel again; it keeps its replication when reloaded."""
@@ -158,7 +158,7 @@ class NeuronModel:
             )
 
     def _structure(self, outputs: dict[str, Any]) -> Any:
-        tensors = _as_tensors(outputs)
+        tensors = output_tensors(outputs)
         kind = self.manifest.extra.get("output_kind", "dict")
         if kind == "tensor":
             return next(iter(tensors.values()))
@@ -178,13 +178,6 @@ class NeuronModel:
     def __repr__(self) -> str:
         return f"<NeuronModel {self.name} on {self.placement} x{self.replica_count} batch={self.compiled_batch}>"
 
-
-
-def _as_tensors(outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """The outputs as TF tensors, as tensorflow-neuron returns them (``tf.constant``: on
-    every request's path, and half the cost of ``tf.convert_to_tensor``'s dispatch)."""
-    tf = import_tf()
-    return {name: tf.constant(value) for name, value in outputs.items()}
 
 
 def _is_tensor_sequence(value: Any, count: int) -> bool:

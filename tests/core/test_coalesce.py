@@ -240,3 +240,35 @@ def test_settings_are_checked_and_coalescing_can_be_switched_off(runtime_env):
     assert loaded.coalescer is not None
     with pytest.raises(ncrt.errors.ConfigError):
         runtime_env(NCRT_COALESCE_MAX_DELAY_US="-5")
+
+
+def test_the_runner_delivers_each_joined_request_in_the_executing_thread(runtime_env):
+    runtime = runtime_env(NEURON_RT_NUM_CORES="1")
+    model = Gated(8)
+    loaded = runtime.place(ncrt.Model("affine", "python", ncrt.Manifest("python", batch_size=8), model),
+                           ncrt.PlacementRequest(replicas=1))
+    delivered_by = []
+
+    def deliver(outputs):
+        delivered_by.append(threading.current_thread().name)
+        if np.isnan(outputs).any():
+            raise ValueError("cannot deliver NaN")
+        return ("delivered", outputs)
+
+    runner = DataParallelRunner(loaded, ops, deliver=deliver)
+    busy, _, _ = start_busy(runner, model)
+    inputs = [rows(1, seed) for seed in range(4)]
+    inputs[1] = np.full((1, 6), np.nan, dtype=np.float32)  # its outputs are NaN: delivering them fails
+    futures = [runner.submit((x,)) for x in inputs]
+    model.gate.set()
+    busy.join(10)
+    for index, (x, future) in enumerate(zip(inputs, futures)):
+        if index == 1:
+            with pytest.raises(ValueError, match="cannot deliver NaN"):
+                future.result()  # only the request whose outputs could not be delivered
+            continue
+        tag, out = future.result()
+        assert tag == "delivered"
+        np.testing.assert_allclose(out, affine(x), rtol=1e-5)
+    assert len(model.batches) == 2 and loaded.coalescer.joined == 4  # the four joined into one execution
+    assert delivered_by[-4:] == ["ncrt-nc0"] * 4  # by the core's thread, before the callers woke

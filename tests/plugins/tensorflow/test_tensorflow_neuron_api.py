@@ -299,6 +299,8 @@ def tf1_saved_model(directory: Path) -> Path:
 
 
 def test_serving_tutorial_and_tf1_compile_forms(runtime_env, tmp_path):
+    import tensorflow.neuron  # noqa: F401 - as the tutorial does: it makes tf.neuron
+
     runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
     modeldir = tf1_saved_model(tmp_path / "resnet50" / "1")
     neuron_modeldir = str(tmp_path / "resnet50_inf1" / "1")

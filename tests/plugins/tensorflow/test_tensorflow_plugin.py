@@ -192,6 +192,22 @@ def test_feed_joins_small_requests_into_larger_executions(models, runtime_env):
         assert_matches(models["keras"], out, x)  # each request gets its own rows back
 
 
+def test_outputs_become_tensors_holding_their_own_copy(monkeypatch):
+    from ncrt.plugins.tensorflow import execute
+
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    kept = tf.constant([1.0])
+    for maker in (None, tf.constant):  # TensorFlow's EagerTensor, and the public fallback
+        if maker is not None:
+            monkeypatch.setattr(execute, "_make_eager_tensor", maker)
+        out = execute.output_tensors({"rows": array[1:], "kept": kept, "text": np.array([b"x"], dtype=object)})
+        assert all(isinstance(value, tf.Tensor) for value in out.values()) and out["kept"] is kept
+        assert out["rows"].dtype == tf.float32 and out["text"].numpy().tolist() == [b"x"]
+        array[1, 0] = 100.0  # the tensor holds a copy: later writes to the array do not reach it
+        assert out["rows"].numpy().tolist() == [[3.0, 4.0, 5.0]]
+        array[1, 0] = 3.0
+
+
 def test_feed_with_max_batch_works_through_any_callable(models, runtime_env):
     runtime_env(NEURON_RT_NUM_CORES="2")
     model = tfn.auto_multicore(models["dirs"]["traced"], num_cores=2)
