@@ -47,9 +47,17 @@ class TorchAdapter(Adapter):
     name = "torch"
     pip_extra = "torch"
 
+    _tensor_class: type | None = None
+
     def is_tensor(self, value: Any) -> bool:
-        torch = sys.modules.get("torch")  # no torch imported: nothing can be a torch tensor
-        return torch is not None and isinstance(value, torch.Tensor)
+        tensor_class = self._tensor_class
+        if tensor_class is None:
+            torch = sys.modules.get("torch")  # no torch imported: nothing can be a torch tensor
+            tensor_class = getattr(torch, "Tensor", None)
+            if not isinstance(tensor_class, type):
+                return False
+            type(self)._tensor_class = tensor_class  # on every request's path: looked up once
+        return isinstance(value, tensor_class)
 
     def size(self, tensor: Any, dim: int) -> int:
         self._check_dim(tuple(tensor.shape), dim)

@@ -105,77 +105,57 @@ class Layout:
 
 def flatten(structure: Any, ops: TensorOps) -> tuple[list[Any], Layout]:
     """The tensors of ``structure`` in order, and its :class:`Layout`."""
-    kind = type(structure)
-    if kind is tuple or kind is list:  # the usual inputs: a tuple of tensors (its layout is kept)
-        if all(ops.is_tensor(item) for item in structure):
-            return list(structure), _flat_layout(kind, len(structure))
-    elif kind is dict:  # the usual outputs: tensors by name
-        tensors = list(structure.values())
-        if all(ops.is_tensor(tensor) for tensor in tensors):
-            return tensors, _flat_layout(dict, tuple(structure))
-    elif ops.is_tensor(structure):
+    if ops.is_tensor(structure):
         return [structure], _ONE_TENSOR
-    tensors = []
-    key, build = _plan(structure, ops, tensors)
-    return tensors, Layout(key, len(tensors), build or next)
+    tensors: list[Any] = []
+    key = _key(structure, ops, tensors)
+    try:
+        layout = _LAYOUTS.get(key)
+    except TypeError:  # the nest holds non-tensor values: its layout is made for it alone
+        return tensors, Layout(key, len(tensors), _builder(key) or next)
+    if layout is None:
+        layout = Layout(key, len(tensors), _builder(key) or next)
+        if len(_LAYOUTS) < 4096:  # bounded: nests with ever new dict keys are not all kept
+            _LAYOUTS[key] = layout
+    return tensors, layout
 
 
 _ONE_TENSOR = Layout(_TENSOR, 1, next)
-_FLAT_LAYOUTS: dict[tuple[type, Any], Layout] = {}
+_LAYOUTS: dict[Any, Layout] = {}  # the layouts of nests of tensors only, by key: made once each
 
 
-def _flat_layout(kind: type, shape: Any) -> Layout:
-    """The layout of a plain tuple or list of ``shape`` tensors, or of a dict of tensors
-    with the keys ``shape``: made once for each."""
-    layout = _FLAT_LAYOUTS.get((kind, shape))
-    if layout is None:
-        tensors: list[Any] = []
-        placeholder = dict.fromkeys(shape, _Placeholder) if kind is dict else kind([_Placeholder] * shape)
-        key, build = _plan(placeholder, _PLACEHOLDER_OPS, tensors)
-        layout = Layout(key, len(tensors), build or next)
-        if len(_FLAT_LAYOUTS) < 4096:  # bounded: dicts with ever new keys are not kept
-            _FLAT_LAYOUTS[(kind, shape)] = layout
-    return layout
-
-
-class _Placeholder:
-    """Stands for a tensor while the layout of a flat container is made."""
-
-
-class _PlaceholderOps:
-    @staticmethod
-    def is_tensor(value: Any) -> bool:
-        return value is _Placeholder
-
-
-_PLACEHOLDER_OPS: Any = _PlaceholderOps()
-
-
-def _plan(value: Any, ops: TensorOps, tensors: list[Any]) -> tuple[Any, Callable[[Iterator[Any]], Any] | None]:
-    """``(key, build)`` of one node; ``build`` is None for a tensor (taken with ``next``)."""
+def _key(value: Any, ops: TensorOps, tensors: list[Any]) -> Any:
+    """The key of one node of a nest; its tensors are appended to ``tensors`` in order."""
     if ops.is_tensor(value):
         tensors.append(value)
-        return _TENSOR, None
-    kind = type(value)
+        return _TENSOR
     if isinstance(value, (list, tuple)):
-        plans = [_plan(item, ops, tensors) for item in value]
-        builds = [build for _, build in plans]
-        make = kind._make if _is_namedtuple(value) else kind
-        key = (kind, tuple(key for key, _ in plans))
-        if not any(builds):
-            count = len(plans)
-            return key, lambda items: make(islice(items, count))
-        return key, lambda items: make([next(items) if build is None else build(items) for build in builds])
+        return (type(value), tuple([_key(item, ops, tensors) for item in value]))
     if isinstance(value, dict):
-        names = tuple(value)
-        plans = [_plan(item, ops, tensors) for item in value.values()]
-        builds = [build for _, build in plans]
-        key = (kind, tuple(zip(names, (key for key, _ in plans))))
+        return (type(value), tuple([(name, _key(item, ops, tensors)) for name, item in value.items()]))
+    return _Same(value)
+
+
+def _builder(key: Any) -> Callable[[Iterator[Any]], Any] | None:
+    """What rebuilds the node of ``key`` from an iterator of tensors; None for a tensor (``next``)."""
+    if key is _TENSOR:
+        return None
+    if type(key) is _Same:
+        value = key.value
+        return lambda items: value
+    kind, children = key
+    if issubclass(kind, dict):
+        names = [name for name, _ in children]
+        builds = [_builder(child) for _, child in children]
         if not any(builds):
-            return key, lambda items: kind(zip(names, items))
-        return key, lambda items: kind(zip(names, [next(items) if build is None else build(items)
-                                                   for build in builds]))
-    return _Same(value), lambda items: value
+            return lambda items: kind(zip(names, items))
+        return lambda items: kind(zip(names, [next(items) if build is None else build(items) for build in builds]))
+    make = kind._make if issubclass(kind, tuple) and hasattr(kind, "_fields") else kind  # namedtuples
+    builds = [_builder(child) for child in children]
+    if not any(builds):
+        count = len(builds)
+        return lambda items: make(islice(items, count))
+    return lambda items: make([next(items) if build is None else build(items) for build in builds])
 
 
 def tensors_in(structure: Any, ops: TensorOps) -> list[Any]:
