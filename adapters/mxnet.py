@@ -9,6 +9,7 @@ else. Importing this module imports no framework.
 from __future__ import annotations
 
 import hashlib
+import sys
 import warnings
 from types import ModuleType
 from typing import Any, Mapping, Sequence
@@ -49,8 +50,16 @@ class MxnetAdapter(Adapter):
     name = "mxnet"
     pip_extra = "mxnet"
 
+    _ndarray_class: type | None = None
+
     def is_tensor(self, value: Any) -> bool:
-        return isinstance(value, import_mxnet().nd.NDArray)
+        ndarray_class = self._ndarray_class
+        if ndarray_class is None:  # no NDArray can exist before MXNet is imported
+            ndarray_class = getattr(getattr(sys.modules.get("mxnet"), "nd", None), "NDArray", None)
+            if not isinstance(ndarray_class, type):
+                return False
+            type(self)._ndarray_class = ndarray_class  # on every request's path: looked up once
+        return isinstance(value, ndarray_class)
 
     def size(self, tensor: Any, dim: int) -> int:
         shape = tensor.shape  # a C call each time

@@ -61,8 +61,10 @@ class DataParallelRunner:
     def replica_count(self) -> int:
         return len(self.loaded.replicas)
 
-    def __call__(self, inputs: Any) -> Any:
-        total = batch_size_of(inputs, self.ops, self.dim)
+    def __call__(self, inputs: Any, rows: int | None = None) -> Any:
+        """The outputs of ``inputs``; ``rows``: their batch size, if the caller has already
+        checked it with :func:`~ncrt.batching.batch_size_of` (each walk costs on every call)."""
+        total = batch_size_of(inputs, self.ops, self.dim) if rows is None else rows
         if not self.dynamic:
             return self._run_static(inputs, total)
         limit = self.coalescing_limit(total)

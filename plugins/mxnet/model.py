@@ -116,7 +116,7 @@ class NeuronExecutor:
         current = self._current_inputs(given)  # this call's inputs, whatever other threads set meanwhile
         rows = batch_size_of(current, ADAPTER, 0)
         if self._runner.coalescing_limit(rows):
-            outputs = self._runner(current)  # joined with other threads' requests to this model
+            outputs = self._runner(current, rows)  # joined with other threads' requests to this model
         else:
             outputs = self.loaded.run(current)
         self.outputs = outputs
