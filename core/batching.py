@@ -132,7 +132,8 @@ def _key(value: Any, ops: TensorOps, tensors: list[Any]) -> Any:
     if isinstance(value, (list, tuple)):
         return (type(value), tuple([_key(item, ops, tensors) for item in value]))
     if isinstance(value, dict):
-        return (type(value), tuple([(name, _key(item, ops, tensors)) for name, item in value.items()]))
+        return (type(value), tuple([(name, type(name), _key(item, ops, tensors))  # True and 1: two keys
+                                    for name, item in value.items()]))
     return _Same(value)
 
 
@@ -145,8 +146,8 @@ def _builder(key: Any) -> Callable[[Iterator[Any]], Any] | None:
         return lambda items: value
     kind, children = key
     if issubclass(kind, dict):
-        names = [name for name, _ in children]
-        builds = [_builder(child) for _, child in children]
+        names = [name for name, _, _ in children]
+        builds = [_builder(child) for _, _, child in children]
         if not any(builds):
             return lambda items: kind(zip(names, items))
         return lambda items: kind(zip(names, [next(items) if build is None else build(items) for build in builds]))

@@ -72,6 +72,8 @@ def test_flatten_walks_a_nest_once_and_its_layout_rebuilds_it():
     assert flatten(nested, ops)[1] is not layout  # a nest holding non-tensor values: laid out on its own
     plain = flatten(({"a": x}, [x, y]), ops)[1]
     assert flatten(({"a": y}, [y, x]), ops)[1] is plain  # tensors only: one layout per shape of nest
+    for name in (True, 1):  # equal dict keys of two types: each nest keeps its own
+        assert [type(key) for key in flatten({name: x}, ops)[1].build([y])] == [type(name)]
     joined = join_flat([[x, x], [y, y], [x, x]], layout, ops, 0)
     assert joined[0]["b"].left.shape == (4, 3) and joined[1][0].shape == (4, 1)
 
