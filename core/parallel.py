@@ -6,7 +6,7 @@ replica runs its run as one job on its core, and the outputs are joined in order
 it, the batch must be exactly ``replicas x compiled batch`` along ``dim`` and each replica
 gets one equal slice (seed 001).
 
-Every framework uses this runner; two options say how its models take a batch:
+Every framework uses this runner; its options say how the models take a batch and get their outputs:
 
 - ``fused``: the model accepts any multiple of the compiled batch in one call (TensorFlow's
   signatures leave the batch dimension open), so a replica's run of k chunks is one call
