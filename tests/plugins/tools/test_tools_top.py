@@ -72,14 +72,15 @@ class Tmux:
         return subprocess.run([*self.base, "capture-pane", "-p", "-t", "top"], capture_output=True, text=True,
                               timeout=10).stdout
 
-    def wait_for(self, text: str, timeout: float = 40.0) -> str:
+    def wait_for(self, *texts: str, timeout: float = 40.0) -> str:
+        """The screen once every one of ``texts`` is on it (a frame may be caught half drawn)."""
         deadline, screen = time.monotonic() + timeout, ""
         while time.monotonic() < deadline:
             screen = self.screen()
-            if text in screen:
+            if all(text in screen for text in texts):
                 return screen
             time.sleep(0.2)
-        raise AssertionError(f"{text!r} not on screen within {timeout} s:\n{screen}")
+        raise AssertionError(f"{texts!r} not all on screen within {timeout} s:\n{screen}")
 
     def kill(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True, timeout=10)
@@ -95,11 +96,10 @@ def test_live_view_in_a_terminal(start_worker, tools_env):
     command = f"env -u COLUMNS -u LINES {exports} {shlex.quote(sys.executable)} -m ncrt top --interval 0.5; echo TOP-EXIT=$?; sleep 30"
     tmux.start(command)
     try:
-        screen = tmux.wait_for(f"1:{worker.pid} live")
-        assert "chip 3" in screen and f"NC{cores[0]}" in screen and "q quit" in screen
+        tmux.wait_for(f"1:{worker.pid} live", "chip 3", f"NC{cores[0]}", "q quit")
         tmux.wait_for("dense@NC0-1")
         tmux.send("1")
-        screen = tmux.wait_for("dense@NC0-1 │")
+        screen = tmux.wait_for("dense@NC0-1 │", f"│ {worker.pid} ")
         row = next(line for line in screen.splitlines() if line.startswith(f"│ {worker.pid} "))
         assert [cell.strip() for cell in row.split("│")[1:4]] == [str(worker.pid), "live", "0,1"]
         tmux.send("q")
