@@ -51,7 +51,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .batching import Layout, TensorOps, flatten, join_flat, scatter
+from .batching import Layout, flatten, join_flat, scatter
 from .errors import BadInputError, ExecTimeoutError, QueueFullError
 from .executor import ExecutionFuture
 from .logs import get_logger
@@ -68,7 +68,6 @@ __all__ = [
     "configure",
     "max_batch",
     "settings_of",
-    "signature",
 ]
 
 log = get_logger("NRT")
@@ -174,14 +173,10 @@ def _dtype_name(dtype: Any) -> str:
         return str(dtype)
 
 
-def signature(inputs: Any, ops: TensorOps, dim: int) -> Any:
-    """What two requests must share to be joined: the structure, every tensor's shape
-    except along ``dim`` and its dtype, and every non-tensor argument (compared with ``==``)."""
-    tensors, layout = flatten(inputs, ops)
-    return _signature(tensors, layout, dim)
-
-
 def _signature(tensors: list[Any], layout: Layout, dim: int) -> Any:
+    """What two requests must share to be joined: their layout (containers and every
+    non-tensor argument, compared with ``==``), every tensor's shape except along ``dim``
+    and its dtype."""
     shapes = []
     for tensor in tensors:
         shape = tuple(tensor.shape)
