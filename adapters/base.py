@@ -22,6 +22,14 @@ class Adapter:
         """Whether ``value`` is a tensor of this framework (and so is split and joined)."""
         raise NotImplementedError
 
+    def shape(self, tensor: Any) -> tuple[int, ...]:
+        """The tensor's shape as a tuple of ints."""
+        return tuple(tensor.shape)
+
+    def dtype(self, tensor: Any) -> Any:
+        """The tensor's element type, as the framework names it."""
+        return tensor.dtype
+
     def size(self, tensor: Any, dim: int) -> int:
         """The length of ``tensor`` along ``dim``; BadInputError if it has no such dim."""
         raise NotImplementedError

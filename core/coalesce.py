@@ -51,7 +51,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .batching import Layout, flatten, join_flat, scatter
+from .batching import Layout, TensorOps, flatten, join_flat, scatter
 from .errors import BadInputError, ExecTimeoutError, QueueFullError
 from .executor import ExecutionFuture
 from .logs import get_logger
@@ -173,14 +173,14 @@ def _dtype_name(dtype: Any) -> str:
         return str(dtype)
 
 
-def _signature(tensors: list[Any], layout: Layout, dim: int) -> Any:
+def _signature(tensors: list[Any], layout: Layout, ops: TensorOps, dim: int) -> Any:
     """What two requests must share to be joined: their layout (containers and every
     non-tensor argument, compared with ``==``), every tensor's shape except along ``dim``
     and its dtype."""
     shapes = []
     for tensor in tensors:
-        shape = tuple(tensor.shape)
-        shapes.append((shape[:dim] + shape[dim + 1:], _dtype_name(tensor.dtype)))
+        shape = ops.shape(tensor)
+        shapes.append((shape[:dim] + shape[dim + 1:], _dtype_name(ops.dtype(tensor))))
     return (layout.key, tuple(shapes))
 
 
@@ -197,7 +197,7 @@ class Request:
         self.inputs = inputs
         self.tensors, self.layout = flatten(inputs, runner.ops)  # walked once: joined tensor by tensor
         self.rows = rows
-        self.key = _signature(self.tensors, self.layout, runner.dim)
+        self.key = _signature(self.tensors, self.layout, runner.ops, runner.dim)
         self.caller = threading.get_ident()
         self.submitted = _monotonic()
         self.limit = limit

@@ -683,13 +683,17 @@ _sched_getcpu: Callable[[], int] | None | bool = False  # False: not looked up y
 
 
 def _current_cpu() -> int | None:
-    """The CPU the calling thread runs on (``sched_getcpu``), or None where unknown."""
+    """The CPU the calling thread runs on (``sched_getcpu``), or None where unknown.
+
+    Called holding the GIL (``ctypes.PyDLL``): it is a read of a per-CPU value, and a
+    release of the GIL for it would let every other thread of the process in first.
+    """
     global _sched_getcpu
     if _sched_getcpu is False:
         try:
             import ctypes
 
-            _sched_getcpu = ctypes.CDLL(None, use_errno=True).sched_getcpu
+            _sched_getcpu = ctypes.PyDLL(None, use_errno=True).sched_getcpu
         except (ImportError, OSError, AttributeError):
             _sched_getcpu = None
     if _sched_getcpu is None:

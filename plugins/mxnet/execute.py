@@ -88,6 +88,20 @@ def configure_thread_defaults(environ: dict[str, str] | None = None) -> None:
     environ.setdefault("MXNET_OMP_MAX_THREADS", str(max(1, cpus // max(1, workers))))
 
 
+_naive_engine: list[bool] = []  # once known: whether MXNet runs the naive engine
+
+
+def engine_is_naive(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process's MXNet runs operators in the calling thread (``NaiveEngine``),
+    as MXNet read its own ``MXNET_ENGINE_TYPE`` when it started: read once, after MXNet is
+    imported (``environ``: another mapping than ``os.environ``, read afresh, for tests)."""
+    if environ is not None:
+        return environ.get("MXNET_ENGINE_TYPE") == "NaiveEngine"
+    if not _naive_engine:
+        _naive_engine.append(engine_is_naive(dict(os.environ)))
+    return _naive_engine[0]
+
+
 def import_configured() -> ModuleType:
     """``mxnet``, with the thread defaults set first when it is not imported yet."""
     if "mxnet" not in sys.modules:
@@ -202,7 +216,7 @@ class CoreBinding:
 
     def _labels(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Zeros for the arguments neither a parameter nor given (labels), by input shapes."""
-        key = tuple((name, tuple(value.shape)) for name, value in sorted(inputs.items()))
+        key = tuple((name, ADAPTER.shape(value)) for name, value in sorted(inputs.items()))
         fillers = self._fillers.get(key)
         if fillers is None:
             missing = [name for name in self._order if name not in self.params and name not in inputs]
@@ -231,15 +245,16 @@ class CoreBinding:
             values = [params[name] if name in params else inputs[name] for name in self._order]
         except KeyError:
             values = self._with_labels(inputs)
-        key = tuple(value.shape for value in inputs.values())  # (NDArray.shape is a C call: not the params')
+        key = tuple([ADAPTER.shape(value) for value in inputs.values()])  # the inputs' shapes (not the params')
         op = self._ops.get(key)
         if op is None:
             op = self._ops[key] = self.mx.nd.CachedOp(self.symbol, flags=STATIC_FLAGS)
         outputs = op(*values)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        for output in outputs:
-            output.wait_to_read()  # errors surface here, on the core (a no-op with the naive engine)
+        if not engine_is_naive():  # (the naive engine ran every operator in op(), errors included)
+            for output in outputs:
+                output.wait_to_read()  # errors surface here, on the core
         return list(outputs)
 
 
@@ -266,9 +281,12 @@ def as_ndarray(name: str, value: Any, manifest: Manifest) -> Any:
     """``value`` as an NDArray, checked against the compiled shape of input ``name``."""
     array = value if ADAPTER.is_tensor(value) else ADAPTER.from_numpy(value)
     compiled = next((spec["shape"] for spec in manifest.inputs if spec.get("name") == name), None)
-    if compiled is not None and list(array.shape[1:]) != list(compiled[1:]):
+    if compiled is None:
+        return array
+    shape = ADAPTER.shape(array)
+    if list(shape[1:]) != list(compiled[1:]):
         raise BadInputError(
-            f"input {name!r} has shape {tuple(array.shape)}; the model was compiled for "
+            f"input {name!r} has shape {shape}; the model was compiled for "
             f"{tuple(compiled)} (any batch size, the other dimensions as compiled)"
         )
     return array

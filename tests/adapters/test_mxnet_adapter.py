@@ -1,7 +1,8 @@
-"""The MXNet adapter: the numpy.bool alias, the tensor contract, parameter digests."""
+"""The MXNet adapter: the numpy.bool alias, the tensor contract, header calls, parameter digests."""
 
 from __future__ import annotations
 
+import ctypes
 import subprocess
 import textwrap
 
@@ -51,6 +52,47 @@ def test_adapter_contract(mx):
     np.testing.assert_array_equal(ops.to_numpy(ops.concat(parts, 0)), array)
     padded = ops.to_numpy(ops.pad(ops.narrow(tensor, 0, 0, 2), 0, 4))
     np.testing.assert_array_equal(padded, array[[0, 1, 1, 1]])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "uint8", "int8", "int32", "int64"])
+def test_header_calls_read_what_mxnet_reads(mx, dtype):
+    calls = mxnet_adapter.header_calls()
+    assert calls is not None
+    for shape in [(5,), (4, 3), (6, 2, 3, 1)]:
+        tensor = mx.nd.array(np.arange(int(np.prod(shape))).reshape(shape), dtype=dtype)
+        assert calls.shape(tensor) == tensor.shape == mxnet_adapter.ADAPTER.shape(tensor)
+        assert calls.dtype(tensor) == tensor.dtype == mxnet_adapter.ADAPTER.dtype(tensor)
+        rows = calls.rows(tensor, 1, 3)
+        assert type(rows) is type(tensor) and rows.shape == tensor[1:3].shape
+        np.testing.assert_array_equal(rows.asnumpy(), tensor.asnumpy()[1:3])
+
+
+def test_header_rows_are_views_and_checked(mx):
+    calls = mxnet_adapter.header_calls()
+    tensor = mx.nd.zeros((4, 2))
+    view = calls.rows(tensor, 2, 4)
+    view[:] = 7  # a view: the base array changes
+    np.testing.assert_array_equal(tensor.asnumpy(), [[0, 0], [0, 0], [7, 7], [7, 7]])
+    with pytest.raises(mx.base.MXNetError):
+        calls.rows(tensor, 3, 9)  # past the end: MXNet's own check, MXNet's own error
+
+
+def test_header_calls_keep_the_gil(mx):
+    """The functions are called as Python-API functions (``ctypes.PyDLL``): the GIL is
+    held through them, unlike MXNet's own ``ctypes.CDLL`` calls."""
+    calls = mxnet_adapter.header_calls()
+    for function in (calls._get_shape, calls._get_dtype, calls._slice):
+        assert function._flags_ & ctypes._FUNCFLAG_PYTHONAPI
+    assert not mx.base._LIB.MXNDArrayGetShapeEx._flags_ & ctypes._FUNCFLAG_PYTHONAPI
+
+
+def test_adapter_falls_back_to_mxnets_python_without_header_calls(mx, monkeypatch):
+    monkeypatch.setattr(mxnet_adapter, "_header_calls", None)
+    monkeypatch.setattr(mxnet_adapter, "header_calls", lambda: None)
+    ops = mxnet_adapter.ADAPTER
+    tensor = mx.nd.array(np.arange(12).reshape(3, 4), dtype="int32")
+    assert ops.shape(tensor) == (3, 4) and ops.dtype(tensor) == np.int32 and ops.size(tensor, 1) == 4
+    np.testing.assert_array_equal(ops.to_numpy(ops.narrow(tensor, 0, 1, 2)), np.arange(12).reshape(3, 4)[1:3])
 
 
 def test_adapter_rejects_a_missing_dim(mx):

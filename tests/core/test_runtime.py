@@ -100,6 +100,20 @@ def test_each_caller_thread_has_its_own_runner(runtime_env):
     assert 1 <= len(runners) <= 2 and not set(callers) & set(seen)  # never the callers themselves
 
 
+def test_the_callers_cpu_is_read_holding_the_gil():
+    """``sched_getcpu`` is read as a Python-API call: looking up the CPU (every queued job
+    does) must not let the process's other threads take the GIL first."""
+    import ctypes
+    import os
+
+    from ncrt import executor
+
+    cpu = executor._current_cpu()
+    assert cpu is None or cpu in os.sched_getaffinity(0)
+    if executor._sched_getcpu is not None:
+        assert executor._sched_getcpu._flags_ & ctypes._FUNCFLAG_PYTHONAPI
+
+
 def test_models_that_forbid_inline_always_run_on_the_core_thread(runtime_env):
     runtime = runtime_env()
     seen = []

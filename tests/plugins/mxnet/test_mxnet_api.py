@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import textwrap
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,3 +227,44 @@ def test_mxnet_threads_get_the_openmp_team_of_a_worker(mx):
     thread.start()
     thread.join()
     assert seen["max"] == openmp.thread_limit()
+
+
+def test_engine_is_naive_is_read_once(monkeypatch):
+    """Whether outputs need waiting for is what MXNET_ENGINE_TYPE said when first asked (MXNet reads it once)."""
+    from ncrt.plugins.mxnet import execute
+
+    assert execute.engine_is_naive({"MXNET_ENGINE_TYPE": "NaiveEngine"})
+    assert not execute.engine_is_naive({"MXNET_ENGINE_TYPE": "ThreadedEnginePerDevice"})
+    assert not execute.engine_is_naive({})  # MXNet's own default is a threaded engine
+    monkeypatch.setattr(execute, "_naive_engine", [])
+    monkeypatch.setenv("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice")
+    assert not execute.engine_is_naive()
+    monkeypatch.setenv("MXNET_ENGINE_TYPE", "NaiveEngine")
+    assert not execute.engine_is_naive()
+    monkeypatch.setattr(execute, "_naive_engine", [])
+    assert execute.engine_is_naive()
+
+
+THREADED_ENGINE_RUN = textwrap.dedent("""
+    import os, pathlib, sys, tempfile
+    import numpy as np
+    import ncrt.plugins.mxnet
+    import mxnet as mx
+    from ncrt.plugins.mxnet.execute import engine_is_naive
+    sys.path.insert(0, os.environ["MXNET_MODELS_DIR"])
+    from mxnet_models import bind_at, build_checkpoint, cpu_outputs
+    assert not engine_is_naive()
+    prefix = build_checkpoint(mx, pathlib.Path(tempfile.mkdtemp()), "T", 1)
+    batch = mx.nd.array(np.random.default_rng(5).random((3, 8)), dtype="float32")
+    exe = bind_at(mx, prefix, 0)
+    np.testing.assert_allclose(exe.forward(data=batch)[0].asnumpy(), cpu_outputs(mx, prefix, batch)[0], rtol=1e-5)
+    print("ok", exe.placement)
+""")
+
+
+def test_a_threaded_engine_waits_for_outputs_on_the_core(python, python_env):
+    """An application that chose a threaded engine gets finished outputs (ncrt waits for them on the core)."""
+    env = {**python_env, "MXNET_ENGINE_TYPE": "ThreadedEnginePerDevice", "MXNET_MODELS_DIR": str(Path(__file__).parent)}
+    result = subprocess.run([python, "-c", THREADED_ENGINE_RUN], env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ok NC0"
