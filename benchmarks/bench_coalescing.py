@@ -164,10 +164,15 @@ class CoalescingPool:
             for row, (_, slot) in enumerate(batch):
                 slot[1] = outputs[row:row + 1]
                 slot[0].set()
+            del batch, outputs, item  # hold no tensor while waiting for the next batch
 
     def close(self) -> None:
+        """Stop the workers and wait for them: a worker still freeing its last batch's tensors
+        when the interpreter finalizes would abort the process."""
         for _ in self.threads:
             self.queue.put(None)
+        for thread in self.threads:
+            thread.join()
 
 
 def main() -> int:

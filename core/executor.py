@@ -406,6 +406,7 @@ class CoreExecutor:
         self._sequence = _count_from_zero()  # queued jobs, numbered in submission order
         self._head = 0  # the number of the oldest queued job that nothing has started
         self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
         self._start_worker()
 
     @property
@@ -416,6 +417,7 @@ class CoreExecutor:
         thread = threading.Thread(
             target=self._work, args=(self._generation,), name=f"ncrt-nc{self.core.index}", daemon=True
         )
+        self._worker = thread  # the current one (a worker stuck past its deadline is replaced)
         thread.start()
 
     # -- placing jobs --------------------------------------------------------------------
@@ -435,6 +437,10 @@ class CoreExecutor:
 
     def stop(self) -> None:
         self._queue.put(None)
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the worker to end after :meth:`stop`; True if it has."""
+        return _join(self._worker, timeout)
 
     def try_runner(self, job: Job, runner: Runner | None = None) -> bool:
         """Hand ``job`` to the calling thread's :class:`Runner` if the core is idle.
@@ -728,6 +734,7 @@ class Runner:
         self._last: ExecutionFuture | None = None  # the future of the job handed last
         self._thread = threading.Thread(target=self._loop, name="ncrt-runner", daemon=True)
         self._thread.start()
+        _LIVE_RUNNERS.add(self)
 
     @property
     def idle(self) -> bool:
@@ -765,6 +772,10 @@ class Runner:
         self.retired = True
         self._wake.put(None)
 
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the thread to end after :meth:`retire`; True if it has."""
+        return _join(self._thread, timeout)
+
     def _loop(self) -> None:
         _thread_state.runner = self
         while True:
@@ -796,6 +807,9 @@ class Runner:
         self.sleeping = False
         item, self._item = self._item, None
         return None if self.retired else item
+
+
+_LIVE_RUNNERS: weakref.WeakSet[Runner] = weakref.WeakSet()
 
 
 def current_runner() -> Runner | None:
@@ -885,6 +899,45 @@ class Watchdog:
 
     def stop(self) -> None:
         self._stopped.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the scanning thread to end after :meth:`stop`."""
+        return _join(self._thread, timeout)
+
+
+# --------------------------------------------------------------------------- interpreter exit
+
+
+def _join(thread: threading.Thread | None, timeout: float) -> bool:
+    """Join ``thread`` for up to ``timeout`` s (never the calling thread); True once it has ended."""
+    if thread is None or thread is threading.current_thread() or not thread.is_alive():
+        return True
+    thread.join(max(0.0, timeout))
+    return not thread.is_alive()
+
+
+def quiesce(executors: Iterable[CoreExecutor], watchdogs: Iterable[Watchdog], wait: float) -> list[str]:
+    """Let ncrt's threads end before the interpreter finalizes; the names of those that did not.
+
+    Called at interpreter exit, after the executors and watchdogs were stopped: every
+    runner is retired too, and each thread gets until ``wait`` seconds from now to finish
+    the call it is in and return. A daemon thread still running once finalization starts
+    is ended by the interpreter the next time it takes the GIL, and if that happens inside
+    a framework's C++ code (a torch tensor freed as the thread's last frame is cleared
+    releases the GIL), the unwinding aborts the process ("terminate called without an
+    active exception"). A thread stuck in a call that never returns is left behind, and
+    threads already given up on (past their deadline) are not waited for.
+    """
+    runners = [runner for runner in list(_LIVE_RUNNERS) if not runner.retired]  # retired: ended, or stuck
+    for runner in runners:
+        runner.retire()
+    until = time.monotonic() + wait
+    left = []
+    for item in [*executors, *watchdogs, *runners]:
+        if not item.join(until - time.monotonic()):
+            thread = getattr(item, "_worker", None) or getattr(item, "_thread", None)
+            left.append(thread.name if thread is not None else repr(item))
+    return left
 
 
 def _after_fork_in_child() -> None:

@@ -22,7 +22,7 @@ import pluggy
 from .coalesce import CoalesceSettings
 from .config import Config, blocked_plugins, check_against_topology, parse_config
 from .errors import ForeignModelError, ModelLoadError, PlacementError, QueueFullError
-from .executor import CoreCounters, CoreExecutor, CoreSlot, ExecutionFuture, Job, Overdue, Watchdog
+from .executor import CoreCounters, CoreExecutor, CoreSlot, ExecutionFuture, Job, Overdue, Watchdog, quiesce
 from .logs import configure_logging, get_logger
 from .manager import plugin_manager, variable_table
 from .model import LoadedModel, Model
@@ -334,7 +334,8 @@ class Runtime:
         }
 
     def close(self) -> None:
-        """Stop the executors and release the cores (also done at interpreter exit)."""
+        """Stop the executors and release the cores (also done at interpreter exit, which
+        then lets their threads end: :data:`EXIT_WAIT`)."""
         if self.closed:
             return
         self.closed = True
@@ -421,6 +422,24 @@ def reset_runtime() -> None:
         _runtime = None
 
 
+EXIT_WAIT = 2.0
+"""Seconds the interpreter's exit waits for ncrt's threads to finish the calls they are in."""
+
+
+def _close_at_exit() -> None:
+    """Close every runtime of this process, then let the threads of all of them (closed
+    earlier or now) end first (see :func:`ncrt.executor.quiesce`)."""
+    mine = [runtime for runtime in list(_LIVE_RUNTIMES) if runtime.pid == os.getpid()]  # held from here on
+    reset_runtime()
+    for runtime in mine:
+        runtime.close()
+    left = quiesce([executor for runtime in mine for executor in list(runtime._executors.values())],
+                   [runtime._watchdog for runtime in mine], EXIT_WAIT)
+    if left:
+        log.warning("at exit, %s still ran after %g s (stuck in a call); the process exits without them",
+                    ", ".join(left), EXIT_WAIT)
+
+
 def _forget_in_child() -> None:
     """A forked child holds none of its parent's cores: it starts with no runtime, and
     the runtimes it inherited refuse to run (their models name the parent's pid)."""
@@ -433,4 +452,4 @@ def _forget_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
-atexit.register(reset_runtime)
+atexit.register(_close_at_exit)

@@ -257,8 +257,13 @@ THREADED_ENGINE_RUN = textwrap.dedent("""
     prefix = build_checkpoint(mx, pathlib.Path(tempfile.mkdtemp()), "T", 1)
     batch = mx.nd.array(np.random.default_rng(5).random((3, 8)), dtype="float32")
     exe = bind_at(mx, prefix, 0)
-    np.testing.assert_allclose(exe.forward(data=batch)[0].asnumpy(), cpu_outputs(mx, prefix, batch)[0], rtol=1e-5)
-    print("ok", exe.placement)
+    waits = []
+    original = mx.nd.NDArray.wait_to_read
+    mx.nd.NDArray.wait_to_read = lambda self: (waits.append(1), original(self))[1]
+    outputs = exe.forward(data=batch)
+    waited = len(waits)  # asnumpy() below copies through MXNet's C call, not wait_to_read
+    np.testing.assert_allclose(outputs[0].asnumpy(), cpu_outputs(mx, prefix, batch)[0], rtol=1e-5)
+    print("ok", exe.placement, waited)
 """)
 
 
@@ -267,4 +272,17 @@ def test_a_threaded_engine_waits_for_outputs_on_the_core(python, python_env):
     env = {**python_env, "MXNET_ENGINE_TYPE": "ThreadedEnginePerDevice", "MXNET_MODELS_DIR": str(Path(__file__).parent)}
     result = subprocess.run([python, "-c", THREADED_ENGINE_RUN], env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "ok NC0"
+    assert result.stdout.strip() == "ok NC0 1"  # the one output, waited for on the core
+
+
+def test_the_naive_engine_takes_outputs_without_waiting(mx, checkpoints, runtime_env, monkeypatch):
+    """Under NaiveEngine every operator ran inside the call, errors included: no wait_to_read."""
+    runtime_env(NCRT_INSTANCE_TYPE="inf1.xlarge")
+    waits = []
+    original = mx.nd.NDArray.wait_to_read
+    monkeypatch.setattr(mx.nd.NDArray, "wait_to_read", lambda self: (waits.append(1), original(self))[1])
+    exe = bind_at(mx, checkpoints["A"], 0)
+    batch = mx.nd.array(np.random.default_rng(6).random((3, 8)), dtype="float32")
+    outputs = exe.forward(data=batch)
+    assert waits == []
+    np.testing.assert_allclose(outputs[0].asnumpy(), cpu_outputs(mx, checkpoints["A"], batch)[0], rtol=1e-5)
