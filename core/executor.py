@@ -438,10 +438,6 @@ class CoreExecutor:
     def stop(self) -> None:
         self._queue.put(None)
 
-    def join(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the worker to end after :meth:`stop`; True if it has."""
-        return _join(self._worker, timeout)
-
     def try_runner(self, job: Job, runner: Runner | None = None) -> bool:
         """Hand ``job`` to the calling thread's :class:`Runner` if the core is idle.
 
@@ -772,10 +768,6 @@ class Runner:
         self.retired = True
         self._wake.put(None)
 
-    def join(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the thread to end after :meth:`retire`; True if it has."""
-        return _join(self._thread, timeout)
-
     def _loop(self) -> None:
         _thread_state.runner = self
         while True:
@@ -900,20 +892,8 @@ class Watchdog:
     def stop(self) -> None:
         self._stopped.set()
 
-    def join(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the scanning thread to end after :meth:`stop`."""
-        return _join(self._thread, timeout)
-
 
 # --------------------------------------------------------------------------- interpreter exit
-
-
-def _join(thread: threading.Thread | None, timeout: float) -> bool:
-    """Join ``thread`` for up to ``timeout`` s (never the calling thread); True once it has ended."""
-    if thread is None or thread is threading.current_thread() or not thread.is_alive():
-        return True
-    thread.join(max(0.0, timeout))
-    return not thread.is_alive()
 
 
 def quiesce(executors: Iterable[CoreExecutor], watchdogs: Iterable[Watchdog], wait: float) -> list[str]:
@@ -931,12 +911,16 @@ def quiesce(executors: Iterable[CoreExecutor], watchdogs: Iterable[Watchdog], wa
     runners = [runner for runner in list(_LIVE_RUNNERS) if not runner.retired]  # retired: ended, or stuck
     for runner in runners:
         runner.retire()
+    threads = [executor._worker for executor in executors] + [watchdog._thread for watchdog in watchdogs]
+    threads += [runner._thread for runner in runners]
     until = time.monotonic() + wait
     left = []
-    for item in [*executors, *watchdogs, *runners]:
-        if not item.join(until - time.monotonic()):
-            thread = getattr(item, "_worker", None) or getattr(item, "_thread", None)
-            left.append(thread.name if thread is not None else repr(item))
+    for thread in threads:
+        if thread is None or thread is threading.current_thread():
+            continue
+        thread.join(max(0.0, until - time.monotonic()))
+        if thread.is_alive():
+            left.append(thread.name)
     return left
 
 

@@ -98,7 +98,7 @@ def engine_is_naive(environ: Mapping[str, str] | None = None) -> bool:
     if environ is not None:
         return environ.get("MXNET_ENGINE_TYPE") == "NaiveEngine"
     if not _naive_engine:
-        _naive_engine.append(engine_is_naive(dict(os.environ)))
+        _naive_engine.append(engine_is_naive(os.environ))
     return _naive_engine[0]
 
 

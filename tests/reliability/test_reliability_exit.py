@@ -36,18 +36,21 @@ RUNNING_AT_EXIT = textwrap.dedent("""
 """)
 
 TORCH_RUNNING_AT_EXIT = textwrap.dedent("""
-    import threading
+    import pathlib, sys
     import torch
     import ncrt
     from ncrt.plugins import torch as neuron
 
+    marker = pathlib.Path(sys.argv[1])
     model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 64)).eval()
     traced = neuron.trace(model, torch.rand(4, 64))
     traced(torch.rand(4, 64))  # placed on first use
     futures = [traced.loaded.submit((torch.rand(4, 64),)) for _ in range(200)]  # tensors in flight at exit
+    futures[-1].add_done_callback(lambda done: marker.write_text(str(tuple(done.result().shape))))
     futures[0].result()
     print("exiting", flush=True)
 """)
+
 
 STUCK_AT_EXIT = textwrap.dedent("""
     import threading
@@ -81,12 +84,14 @@ def test_a_call_running_at_exit_finishes_before_the_process_ends(python_env, tmp
     assert marker.read_text() == "done 7"  # the worker finished its call during the interpreter's exit
 
 
-def test_torch_jobs_in_flight_at_exit_never_abort_the_process(python_env):
+def test_torch_jobs_in_flight_at_exit_finish_and_never_abort_the_process(python_env, tmp_path):
     pytest.importorskip("torch")
-    for _ in range(3):
-        done, _ = _run(python_env, TORCH_RUNNING_AT_EXIT)
+    for attempt in range(3):
+        marker = tmp_path / f"last-{attempt}"
+        done, _ = _run(python_env, TORCH_RUNNING_AT_EXIT, str(marker))
         assert done.returncode == 0, done.stderr[-2000:]
         assert "terminate called" not in done.stderr
+        assert marker.read_text() == "(4, 64)"  # the last of the 200 jobs ran before the process ended
 
 
 def test_a_call_stuck_at_exit_delays_it_a_bounded_time_and_says_so(python_env):
