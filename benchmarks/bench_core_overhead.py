@@ -9,6 +9,11 @@ microseconds and ratios. Targets: at most 10 us added per synchronous call with 
 timeout in force, 25 us per asynchronous call (issue 15; issue 14 asked for 25 and 50). The best hand-written
 alternative is a bare ``concurrent.futures.ThreadPoolExecutor`` with one worker: the same
 thread handoff, without placement, limits, timeouts or counters.
+
+Reported too, where torch is installed: what a torch user's call adds, end to end — a
+small traced model (two ``Linear`` layers, batch 1) called as the ``NeuronModule`` that
+``torch.neuron.trace`` returns (input checks, placement, the core's thread count and CPU
+gate), against the core's own copy of its ScriptModule called directly without gradients.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 from _summary import record
 
@@ -48,6 +54,33 @@ def runtime(**variables: str):
     return ncrt.Runtime(environ)
 
 
+def torch_paths() -> dict[str, Callable[[], Any]]:
+    """A small torch model's ScriptModule called directly, and through ncrt (empty without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    from ncrt.plugins import torch as neuron
+
+    os.environ["NCRT_STATE_DIR"] = tempfile.mkdtemp(prefix="ncrt-bench-")  # the plugin's runtime: its own cores
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8)).eval()
+    image = torch.rand(1, 8)
+    traced = neuron.trace(model, image)
+    traced(image)  # placed; the core's copy made
+    (module,) = traced.loaded.model.replicas.values()
+    torch.set_num_threads(1)  # the core's count, so the direct call runs as the core's does
+
+    def direct() -> Any:
+        with torch.no_grad():
+            return module(image)
+
+    return {TORCH_DIRECT: direct, TORCH_NCRT: lambda: traced(image)}
+
+
+TORCH_DIRECT, TORCH_NCRT = "torch ScriptModule, direct", "torch NeuronModule(x), sync"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls (for tests)")
@@ -63,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "ncrt sync  model(x)": lambda: model(1),
         "ncrt sync, EXEC_TIMEOUT=0 (inline)": lambda: inline(1),
         "ncrt async submit(x).result()": lambda: model.submit((1,)).result(),
+        **torch_paths(),
     }
     for call in paths.values():
         call()  # warm the worker and runner threads
@@ -88,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sync vs thread-pool handoff: throughput ratio {pooled / sync:.2f} (sync calls hand off to the "
           "caller's runner on the caller's CPU, so that the exec timeout can abandon them)")
     print(f"the timeout's price: sync with it / without it (inline): {sync / median['ncrt sync, EXEC_TIMEOUT=0 (inline)']:.2f}x")
+    if TORCH_NCRT in median:
+        print(f"a torch call through ncrt adds {median[TORCH_NCRT] - median[TORCH_DIRECT]:.1f} us to its "
+              f"ScriptModule's {median[TORCH_DIRECT]:.1f} us (reported)")
     timed.close()
     untimed.close()
     return 0

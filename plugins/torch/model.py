@@ -40,7 +40,7 @@ from ncrt.model import LoadedModel, Model, unload_when_freed
 from ncrt.parallel import DataParallelRunner
 
 from .execute import FRAMEWORK, TorchCall, TorchPayload, import_torch, remember_caller_threads, run_on_core
-from .pipeline import stage_specs
+from .pipeline import run_fused, stage_specs
 from .placement import CoreChoice, cores_choice
 
 __all__ = [
@@ -88,7 +88,7 @@ def check_inputs(manifest: Manifest, inputs: Any, dim: int, any_batch: bool) -> 
 
     With ``any_batch`` the size along ``dim`` may differ from the compiled one.
     """
-    tensors = tensors_in(inputs, ADAPTER)
+    tensors = _input_tensors(inputs)
     if len(tensors) != len(manifest.inputs):
         raise BadInputError(
             f"the model was compiled for {len(manifest.inputs)} input tensor(s); got {len(tensors)}"
@@ -96,6 +96,18 @@ def check_inputs(manifest: Manifest, inputs: Any, dim: int, any_batch: bool) -> 
     for position, (tensor, spec) in enumerate(zip(tensors, manifest.inputs)):
         _check_shape(position, tuple(tensor.shape), tuple(spec["shape"]), dim, any_batch)
     return int(tensors[0].shape[dim]) if tensors else 0
+
+
+def _input_tensors(inputs: Any) -> list[Any]:
+    """The tensors of a call, in order: its positional arguments when they are all tensors and
+    there are no keyword arguments (the usual call: no walk through the nest), else every
+    tensor of the nest."""
+    if type(inputs) is TorchCall and not inputs.kwargs:
+        tensor_class = import_torch().Tensor
+        args = inputs.args
+        if all([isinstance(arg, tensor_class) for arg in args]):
+            return list(args)
+    return tensors_in(inputs, ADAPTER)
 
 
 def _check_shape(position: int, shape: tuple, compiled: tuple, dim: int, any_batch: bool) -> None:
@@ -201,7 +213,7 @@ class NeuronModule:
         """A fresh runtime Model of this module (per-core weights per NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS)."""
         shared = get_runtime().config.multi_instance_shared_weights
         return Model(self.name, FRAMEWORK, self.manifest, TorchPayload(self.script_module, shared), runner=run_on_core,
-                     stages=stage_specs(self.script_module, self.manifest, shared))
+                     stages=stage_specs(self.script_module, self.manifest, shared), fused=run_fused)
 
     def place(self, choice: CoreChoice | None = None) -> LoadedModel:
         """Place the module (again): by ``choice``, the context it was made in, or the default rule.
