@@ -266,7 +266,7 @@ class Runtime:
         """Stream the calls through the stages; a lone synchronous call that finds the pipeline
         and its cores idle runs fused instead, when the model can (:mod:`ncrt.pipeline`)."""
         fused = pipeline.fused_model
-        if fused is not None and synchronous and len(calls) == 1 and fused.inline and pipeline.idle:
+        if fused is not None and synchronous and fused.inline and pipeline.idle:
             future = ExecutionFuture()
             job = Job(fused, calls, cores, future, single, token)
             if executor.try_runner(job) if self._timed else executor.try_inline(job):

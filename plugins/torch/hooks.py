@@ -17,7 +17,7 @@ from ncrt.model import Model
 from .compat import experimental_module, patch_torch, torch_neuron_module
 from .execute import FRAMEWORK, TorchPayload, run_on_core
 from .model import NeuronModule, load_script, manifest_of
-from .pipeline import run_fused, stage_specs
+from .pipeline import stage_specs
 
 __all__: list[str] = []
 
@@ -35,17 +35,15 @@ def ncrt_load(artifact: Any, config: Any) -> Model | None:
         return artifact.to_model()
     if _is_archive_path(artifact) and manifest_text_in_archive(artifact) is not None:
         module, manifest, stem = load_script(artifact, validate_hash=config.validate_hash)
-        if manifest is None:
-            return None
         payload = TorchPayload(module, config.multi_instance_shared_weights)
         return Model(stem, FRAMEWORK, manifest, payload, runner=run_on_core,
-                     stages=stage_specs(module, manifest, payload.shared_weights), fused=run_fused)
+                     stages=stage_specs(module, manifest, payload.shared_weights)) if manifest else None
     if "torch" in sys.modules and isinstance(artifact, sys.modules["torch"].jit.ScriptModule):
         manifest = manifest_of(artifact)
         if manifest is not None:
             payload = TorchPayload(artifact, config.multi_instance_shared_weights)
             return Model(artifact.original_name, FRAMEWORK, manifest, payload, runner=run_on_core,
-                         stages=stage_specs(artifact, manifest, payload.shared_weights), fused=run_fused)
+                         stages=stage_specs(artifact, manifest, payload.shared_weights))
     return None
 
 

@@ -40,7 +40,7 @@ from ncrt.model import LoadedModel, Model, unload_when_freed
 from ncrt.parallel import DataParallelRunner
 
 from .execute import FRAMEWORK, TorchCall, TorchPayload, import_torch, remember_caller_threads, run_on_core
-from .pipeline import run_fused, stage_specs
+from .pipeline import stage_specs
 from .placement import CoreChoice, cores_choice
 
 __all__ = [
@@ -213,7 +213,7 @@ class NeuronModule:
         """A fresh runtime Model of this module (per-core weights per NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS)."""
         shared = get_runtime().config.multi_instance_shared_weights
         return Model(self.name, FRAMEWORK, self.manifest, TorchPayload(self.script_module, shared), runner=run_on_core,
-                     stages=stage_specs(self.script_module, self.manifest, shared), fused=run_fused)
+                     stages=stage_specs(self.script_module, self.manifest, shared))
 
     def place(self, choice: CoreChoice | None = None) -> LoadedModel:
         """Place the module (again): by ``choice``, the context it was made in, or the default rule.

@@ -15,9 +15,7 @@ cut, gets fewer stages and one :class:`~ncrt.pipeline.PipelineStagesWarning`.
 
 At run time each stage runs on its own core: its own copy of the stage's weights (one
 shared copy under ``NEURON_RT_MULTI_INSTANCE_SHARED_WEIGHTS``), the intra-op threads of
-that core's CPUs. A lone synchronous call that finds the pipeline idle runs fused
-(:func:`run_fused`): the stages one after the other in one job that holds the whole group.
-Importing this module does not import torch.
+that core's CPUs. Importing this module does not import torch.
 """
 
 from __future__ import annotations
@@ -39,7 +37,7 @@ if TYPE_CHECKING:
     from ncrt.model import LoadedModel, Model
     from ncrt.runtime import LocalCore
 
-__all__ = ["STAGE_PREFIX", "cut_into_stages", "run_fused", "run_stage", "stage_modules", "stage_replicas", "stage_specs"]
+__all__ = ["STAGE_PREFIX", "cut_into_stages", "run_stage", "stage_modules", "stage_replicas", "stage_specs"]
 
 STAGE_PREFIX = "ncrt_stage"
 PROFILE_RUNS = 5
@@ -275,25 +273,6 @@ def run_stage(model: Model, inputs: Any, core: LocalCore) -> Any:
     module = model.replica_for(core.index, model.payload.make_replica)
     args, kwargs = inputs if isinstance(inputs, TorchCall) else (tuple(inputs), {})
     return call_on_cpus(module, args, kwargs, replica_cpus(model, core))
-
-
-def run_fused(model: Model, stages: Sequence[Model], inputs: Any, cores: Sequence[LocalCore]) -> Any:
-    """Every stage in one execution (:data:`ncrt.pipeline.FusedRunner`): one after the other,
-    each as it runs when calls stream (:func:`run_stage`: its own copy on its core, the
-    weights resident once, the intra-op threads of that core's CPUs), without a job and a
-    handoff per stage.
-
-    Not with the intra-op threads of the whole group: libgomp, torch's OpenMP, gives each
-    thread that starts a parallel region its own pool of threads, and once the pools'
-    threads outnumber the host's CPUs (the application's main thread has one as soon as it
-    has run torch with more than one intra-op thread) they stop spinning between regions:
-    every region then pays a wake-up. Measured on the 2-CPU host, a 10-convolution net at
-    batch 1 took 7-11 ms with 2 threads in such a thread against 3-4.5 ms with 1.
-    """
-    values = inputs
-    for stage, core in zip(stages, cores):
-        values = run_stage(stage, values, core)
-    return values
 
 
 def stage_replicas(loaded: LoadedModel) -> list[Any]:

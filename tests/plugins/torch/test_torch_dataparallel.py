@@ -170,7 +170,8 @@ def test_executors_run_with_the_threads_of_their_cpus_and_leave_the_caller_alone
     runtime = ncrt.get_runtime()
     loaded = runtime.place(_torch_model(lambda: torch.get_num_threads()),
                            ncrt.PlacementRequest(cores_per_replica=1, replicas=2))
-    counts = {loaded.run((), replica=replica) for replica in (0, 1)}
+    counts = {loaded.run((), replica=replica) for replica in (0, 1)}  # on the caller's runner
+    counts |= {loaded.submit((), replica=replica).result() for replica in (0, 1)}  # on the cores' workers
     assert counts == {len(runtime.cores[0].cpus)}
     assert torch.get_num_threads() == before
 

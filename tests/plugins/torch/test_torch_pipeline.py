@@ -144,39 +144,6 @@ def test_multi_input_tuple_and_dict_outputs_equal_the_unsplit_model(inf1):
         equal(extra[key], one_extra[key])
 
 
-def test_a_lone_call_runs_fused_and_submissions_stream_with_the_same_outputs(inf1):
-    model = TwoInTupleDictOut().eval()
-    x, y = torch.rand(2, 6), torch.rand(2, 3)
-    traced = neuron.trace(model, (x, y), compiler_args=["--neuroncore-pipeline-cores", "3"])
-    pipeline = traced.placed().pipelines[0]
-    want_out, want_extra = plain(model, x, y)
-    fused = traced(x, y)  # nothing streaming: every stage in one job on the group
-    assert pipeline.fused_executions == 1 and [s.counters.executions for s in pipeline.stages] == [0, 0, 0]
-    streamed = [traced.placed().submit((x, y)) for _ in range(3)]  # asynchronous: through the stages
-    for out, extra in [fused, *(future.result() for future in streamed)]:
-        equal(out, want_out)
-        assert set(extra) == {"features", "skip"}
-        for key in extra:
-            equal(extra[key], want_extra[key])
-    assert pipeline.fused_executions == 1 and [s.counters.executions for s in pipeline.stages] == [3, 3, 3]
-    described = traced.loaded.describe()["stages"]
-    assert [(s["core"], s["executions"], s["fused_executions"]) for s in described] == [(0, 3, 1), (1, 3, 1),
-                                                                                       (2, 3, 1)]
-
-
-def test_a_fused_call_runs_each_stage_on_its_own_cores_copy(inf1):
-    traced = neuron.trace(ConvChain().eval(), torch.rand(1, 3, 8, 8), compiler_args="--neuroncore-pipeline-cores 2")
-    image = torch.rand(1, 3, 8, 8)
-    equal(traced(image), plain(ConvChain().eval(), image))
-    pipeline = traced.loaded.pipelines[0]
-    assert pipeline.fused_executions == 1
-    assert [sorted(stage.model.replicas) for stage in pipeline.stages] == [[0], [1]]
-    assert not pipeline.fused_model.replicas  # no third copy of the weights for fused runs
-    copies = [stage.model.replicas[stage.core.index] for stage in pipeline.stages]
-    traced.placed().submit((image,)).result()  # streamed: the same copies
-    assert [stage.model.replicas[stage.core.index] for stage in pipeline.stages] == copies
-
-
 def test_the_partition_is_balanced_and_stored_in_the_artifact(inf1, tmp_path):
     model = ConvChain().eval()
     image = torch.rand(1, 3, 8, 8)

@@ -56,6 +56,26 @@ def test_a_compiled_batch_size_is_fixed(cnn):
         model(torch.rand(*IMAGE), torch.rand(*IMAGE))
 
 
+@pytest.mark.parametrize("call", ["positional", "keyword", "nested"])
+def test_the_input_check_finds_the_tensors_of_every_kind_of_call(call):
+    """Plain positional tensors are taken as they are; keyword and nested calls are walked."""
+    from ncrt.plugins.torch.execute import TorchCall
+    from ncrt.plugins.torch.model import check_inputs
+
+    manifest = ncrt.Manifest(framework="torch", batch_size=2, inputs=[{"shape": [2, 3], "dtype": "float32"},
+                                                                     {"shape": [2, 4], "dtype": "float32"}])
+    x, y = torch.rand(2, 3), torch.rand(2, 4)
+    inputs = {"positional": TorchCall((x, y), {}), "keyword": TorchCall((x,), {"y": y}),
+              "nested": TorchCall(([x, y],), {})}[call]
+    assert check_inputs(manifest, inputs, 0, any_batch=False) == 2
+    swapped = {"positional": TorchCall((y, x), {}), "keyword": TorchCall((y,), {"y": x}),
+               "nested": TorchCall(([y, x],), {})}[call]
+    with pytest.raises(BadInputError, match=r"input tensor 0 has shape \(2, 4\).*compiled for \(2, 3\)"):
+        check_inputs(manifest, swapped, 0, any_batch=False)
+    with pytest.raises(BadInputError, match="compiled for 2 input tensor.s.; got 3"):
+        check_inputs(manifest, TorchCall((x, y, 1.5, y), {}), 0, any_batch=False)  # a float is no tensor
+
+
 def test_dynamic_batch_size_runs_any_batch(cnn):
     model = neuron.trace(cnn, torch.rand(2, 3, 8, 8), dynamic_batch_size=True)
     for size in (1, 2, 5):
