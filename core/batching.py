@@ -20,6 +20,7 @@ __all__ = [
     "map_structure",
     "tensors_in",
     "batch_size_of",
+    "common_size",
     "chunk_bounds",
     "even_bounds",
     "scatter",
@@ -167,7 +168,11 @@ def tensors_in(structure: Any, ops: TensorOps) -> list[Any]:
 
 def batch_size_of(structure: Any, ops: TensorOps, dim: int) -> int:
     """The common size along ``dim`` of every tensor in ``structure``."""
-    tensors = tensors_in(structure, ops)
+    return common_size(tensors_in(structure, ops), ops, dim)
+
+
+def common_size(tensors: Sequence[Any], ops: TensorOps, dim: int) -> int:
+    """The common size along ``dim`` of ``tensors`` (a nest's, already found)."""
     if not tensors:
         raise BadInputError("the inputs hold no tensor to split; accepted: a tensor or a nest of tensors")
     sizes = {ops.size(tensor, dim) for tensor in tensors}

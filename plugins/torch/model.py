@@ -32,7 +32,7 @@ from typing import IO, Any, Callable, Union
 
 from ncrt import get_runtime
 from ncrt.adapters.torch import ADAPTER, MANIFEST_EXTRA, manifest_text_in_archive, payload_sha256
-from ncrt.batching import tensors_in
+from ncrt.batching import common_size, tensors_in
 from ncrt.errors import BadInputError, ModelLoadError, unreadable_artifact
 from ncrt.manifest import Manifest, check_digest
 from ncrt.batching import map_structure
@@ -86,7 +86,9 @@ def manifest_of(module: Any) -> Manifest | None:
 def check_inputs(manifest: Manifest, inputs: Any, dim: int, any_batch: bool) -> int:
     """Check the tensors of ``inputs`` against the compiled shapes; return the size along ``dim``.
 
-    With ``any_batch`` the size along ``dim`` may differ from the compiled one.
+    With ``any_batch`` the size along ``dim`` may differ from the compiled one, but must be
+    the same for every tensor (the returned size is then what ``batch_size_of`` finds, so a
+    runner given it need not walk the inputs again).
     """
     tensors = _input_tensors(inputs)
     if len(tensors) != len(manifest.inputs):
@@ -95,6 +97,8 @@ def check_inputs(manifest: Manifest, inputs: Any, dim: int, any_batch: bool) -> 
         )
     for position, (tensor, spec) in enumerate(zip(tensors, manifest.inputs)):
         _check_shape(position, tuple(tensor.shape), tuple(spec["shape"]), dim, any_batch)
+    if any_batch and len(tensors) > 1:
+        return common_size(tensors, ADAPTER, dim)  # free along dim: every tensor the same size there
     return int(tensors[0].shape[dim]) if tensors else 0
 
 
@@ -299,7 +303,7 @@ class NeuronModule:
         size = check_inputs(self.manifest, inputs, 0, dynamic)
         runner = self._runner
         if runner is not None and dynamic and (size != self.manifest.batch_size or runner.coalescing_limit(size)):
-            return runner(inputs)  # chunked and padded, or joined with other callers' requests
+            return runner(inputs, size)  # chunked and padded, or joined with other callers' requests
         return loaded.run(inputs)
 
     def to(self, device: Any) -> NeuronModule:

@@ -160,8 +160,7 @@ class DataParallel:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         inputs = TorchCall(args, kwargs)
-        check_inputs(self.module.manifest, inputs, self.dim, any_batch=True)
-        return self.runner(inputs)
+        return self.runner(inputs, check_inputs(self.module.manifest, inputs, self.dim, any_batch=True))
 
     forward = __call__
 

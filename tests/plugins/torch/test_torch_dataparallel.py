@@ -123,6 +123,16 @@ def test_nested_inputs_and_non_tensor_arguments():
         close(outputs[key], expected[key])
 
 
+def test_inputs_that_disagree_on_their_batch_size_are_refused_before_running():
+    model = torch.jit.script(ScaledModel())
+    traced = neuron.trace(model, ((torch.rand(2, 3), torch.rand(2, 3)), 2.0), dynamic_batch_size=True)
+    pair = (torch.rand(2, 3), torch.rand(3, 3))
+    for call in (DataParallel(traced), traced):  # both read the batch size from the input check
+        with pytest.raises(BadInputError, match=r"disagree on their size along dim 0: \[2, 3\]"):
+            call(pair, 1.0)
+    assert ncrt.get_runtime().counters[0].executions == 0
+
+
 def test_pipeline_models_are_refused(cnn):
     traced = neuron.trace(cnn, torch.rand(1, 3, 8, 8), compiler_args=["--neuroncore-pipeline-cores", "2"])
     with pytest.raises(BadInputError, match="NeuronCore Pipeline.*pipeline-cores=2"):
