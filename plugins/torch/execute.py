@@ -23,7 +23,6 @@ __all__ = [
     "FRAMEWORK",
     "TorchCall",
     "TorchPayload",
-    "call_on_cpus",
     "import_torch",
     "intra_op_threads",
     "remember_caller_threads",
@@ -136,22 +135,18 @@ def replica_cpus(model: Model, core: Any) -> tuple[int, ...]:
 
 
 def run_on_core(model: Model, inputs: Any, core: Any) -> Any:
-    """The runner of torch models: the replica for ``core`` with the intra-op threads of its CPUs."""
-    module = model.replica_for(core.index, model.payload.make_replica)
-    args, kwargs = inputs if isinstance(inputs, TorchCall) else (tuple(inputs), {})
-    return call_on_cpus(module, args, kwargs, replica_cpus(model, core))
-
-
-def call_on_cpus(module: Any, args: tuple, kwargs: dict, cpus: tuple[int, ...]) -> Any:
-    """``module(*args, **kwargs)`` without gradients, holding the locks of ``cpus`` (cores that
-    share host CPUs take turns on them), with as many intra-op threads: kept in a core's own
-    thread, set and restored in any other (as :func:`intra_op_threads` does): every torch
-    execution of a core.
+    """The runner of torch models (and of each pipeline stage): the replica for ``core``,
+    without gradients, holding the locks of its CPUs (cores that share host CPUs take turns
+    on them) with as many intra-op threads: kept in a core's own thread, set and restored in
+    any other (as :func:`intra_op_threads` does).
 
     Written out rather than as context managers: this is on every call's path, and the two
-    generator-based context managers it replaces took 4.4 and 3.8 us a call on the 2-CPU
+    generator-based context managers it replaced took 4.4 and 3.8 us a call on the 2-CPU
     host.
     """
+    module = model.replica_for(core.index, model.payload.make_replica)
+    args, kwargs = inputs if isinstance(inputs, TorchCall) else (tuple(inputs), {})
+    cpus = replica_cpus(model, core)
     torch = import_torch()
     count = max(1, len(cpus))
     previous = torch.get_num_threads()

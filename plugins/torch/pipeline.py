@@ -31,7 +31,7 @@ from ncrt.manifest import Manifest
 from ncrt.pipeline import StageSpec, balanced_stages, partition_record, warn_fewer_stages
 from ncrt.topology import build_topology
 
-from .execute import TorchCall, TorchPayload, call_on_cpus, import_torch, intra_op_threads, replica_cpus
+from .execute import TorchPayload, import_torch, intra_op_threads, run_on_core
 
 if TYPE_CHECKING:
     from ncrt.model import LoadedModel, Model
@@ -270,9 +270,7 @@ def stage_specs(module: Any, manifest: Manifest, shared_weights: bool) -> list[S
 def run_stage(model: Model, inputs: Any, core: LocalCore) -> Any:
     """Run one stage on ``core``: that core's copy of the stage, with the intra-op threads of the
     CPUs of the cores the stage holds (one core; the last stage may hold the cores left over)."""
-    module = model.replica_for(core.index, model.payload.make_replica)
-    args, kwargs = inputs if isinstance(inputs, TorchCall) else (tuple(inputs), {})
-    return call_on_cpus(module, args, kwargs, replica_cpus(model, core))
+    return run_on_core(model, inputs, core)  # the stage model's manifest holds the stage's width
 
 
 def stage_replicas(loaded: LoadedModel) -> list[Any]:
